@@ -1,0 +1,188 @@
+//! The build-queue aggregate: decides where a build goes and guards that it is assigned or rejected at most once.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{BuildQueueCommand, BuildQueueError, BuildQueueEvent, QueueReason, Route};
+use crate::release::{ReleaseRef, ReleaseStatus};
+use crate::validate_name;
+
+/// Where a build is in its life.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryStatus {
+    /// Nothing received yet: the stream is empty.
+    #[default]
+    New,
+    /// Went straight into a release.
+    Created,
+    /// Waiting for a user.
+    Queued,
+    Assigned,
+    Rejected,
+}
+
+/// State a build-queue entry needs to decide its commands.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildQueue {
+    pub status: EntryStatus,
+    pub project_id: Option<Uuid>,
+    pub release_id: Option<Uuid>,
+}
+
+impl Aggregate for BuildQueue {
+    const TYPE: &'static str = "BuildQueue";
+    type Command = BuildQueueCommand;
+    type Event = BuildQueueEvent;
+    type Error = BuildQueueError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        match command {
+            BuildQueueCommand::ReceiveBuild {
+                identity,
+                mut details,
+                route,
+                received_at,
+            } => {
+                if self.status != EntryStatus::New {
+                    return Err(BuildQueueError::AlreadyReceived);
+                }
+                details.name =
+                    validate_name(&details.name).map_err(BuildQueueError::InvalidName)?;
+                let routed = match route {
+                    Route::Release(release) => {
+                        check_release(&release, None)?;
+                        BuildQueueEvent::BuildCreatedInRelease {
+                            release_id: release.release_id,
+                            project_id: release.project_id,
+                        }
+                    }
+                    Route::Queue { project_id, reason } => {
+                        BuildQueueEvent::BuildQueued { project_id, reason }
+                    }
+                };
+                let received = BuildQueueEvent::BuildReceived {
+                    entry_id: identity.entry_id(),
+                    organization_id: identity.organization_id,
+                    source: identity.source,
+                    source_key: identity.key,
+                    details,
+                    received_at,
+                };
+                sink.write(received, self).await;
+                sink.write(routed, self).await;
+            }
+            BuildQueueCommand::SelectProject { project_id } => {
+                self.require_queued()?;
+                if self.project_id != Some(project_id) {
+                    sink.write(
+                        BuildQueueEvent::ProjectSelectedForBuild { project_id },
+                        self,
+                    )
+                    .await;
+                }
+            }
+            BuildQueueCommand::AssignToRelease { release, at } => {
+                self.require_queued()?;
+                check_release(&release, self.project_id)?;
+                let event = BuildQueueEvent::BuildAssignedToRelease {
+                    release_id: release.release_id,
+                    project_id: release.project_id,
+                    assigned_at: at,
+                };
+                sink.write(event, self).await;
+            }
+            BuildQueueCommand::Reject { reason, at } => {
+                self.require_queued()?;
+                let reason = validate_name(&reason).map_err(BuildQueueError::InvalidReason)?;
+                let event = BuildQueueEvent::QueuedBuildRejected {
+                    reason,
+                    rejected_at: at,
+                };
+                sink.write(event, self).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            BuildQueueEvent::BuildReceived { .. } => {}
+            BuildQueueEvent::BuildCreatedInRelease {
+                release_id,
+                project_id,
+            } => {
+                self.status = EntryStatus::Created;
+                self.project_id = Some(project_id);
+                self.release_id = Some(release_id);
+            }
+            BuildQueueEvent::BuildQueued { project_id, .. } => {
+                self.status = EntryStatus::Queued;
+                self.project_id = project_id;
+            }
+            BuildQueueEvent::ProjectSelectedForBuild { project_id } => {
+                self.project_id = Some(project_id);
+            }
+            BuildQueueEvent::BuildAssignedToRelease {
+                release_id,
+                project_id,
+                ..
+            } => {
+                self.status = EntryStatus::Assigned;
+                self.project_id = Some(project_id);
+                self.release_id = Some(release_id);
+            }
+            BuildQueueEvent::QueuedBuildRejected { .. } => self.status = EntryStatus::Rejected,
+        }
+    }
+}
+
+impl BuildQueue {
+    /// Only a waiting entry can be changed; anything else says why not.
+    fn require_queued(&self) -> Result<(), BuildQueueError> {
+        match self.status {
+            EntryStatus::Queued => Ok(()),
+            EntryStatus::New => Err(BuildQueueError::NotFound),
+            EntryStatus::Created => Err(BuildQueueError::NotQueued),
+            EntryStatus::Assigned => Err(BuildQueueError::AlreadyAssigned(
+                self.release_id.unwrap_or_default(),
+            )),
+            EntryStatus::Rejected => Err(BuildQueueError::AlreadyRejected),
+        }
+    }
+}
+
+/// A build may only join an active release, and only one of its own project when it has one.
+fn check_release(release: &ReleaseRef, project_id: Option<Uuid>) -> Result<(), BuildQueueError> {
+    if release.status != ReleaseStatus::Active {
+        return Err(BuildQueueError::ReleaseNotActive(release.status));
+    }
+    match project_id {
+        Some(project_id) if project_id != release.project_id => {
+            Err(BuildQueueError::ReleaseInAnotherProject)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The reason a queued build shows, derived from its project and the releases found for it.
+pub fn queue_reason(project_matches: usize, active_releases: usize) -> Option<QueueReason> {
+    match (project_matches, active_releases) {
+        (0, _) => Some(QueueReason::NoProjectMatched),
+        (1, 0) => Some(QueueReason::NoActiveRelease),
+        (1, 1) => None,
+        (1, _) => Some(QueueReason::SeveralActiveReleases),
+        _ => Some(QueueReason::ProjectAmbiguous),
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

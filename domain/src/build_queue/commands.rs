@@ -1,0 +1,164 @@
+//! Commands a build-queue entry accepts, and the values they carry.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::release::ReleaseRef;
+
+/// Namespace of the deterministic entry ids (UUID v5), fixed forever: changing it would give re-deliveries of old
+/// builds new ids.
+const ENTRY_NAMESPACE: Uuid = Uuid::from_u128(0x6c61_7468_652d_4275_696c_6451_7565_7565);
+
+/// Where a build came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BuildSource {
+    /// An Azure DevOps service-hook delivery.
+    AzureDevOps,
+    /// A call to the results-ingest API from a CI pipeline.
+    Ingest,
+}
+
+impl BuildSource {
+    /// The stable name used in read models and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AzureDevOps => "azure-devops",
+            Self::Ingest => "ingest",
+        }
+    }
+
+    /// Parses [`BuildSource::as_str`] back.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "azure-devops" => Some(Self::AzureDevOps),
+            "ingest" => Some(Self::Ingest),
+            _ => None,
+        }
+    }
+}
+
+/// A build's identity at its source: for Azure DevOps the collection, project and build id. Two deliveries of one
+/// build have the same identity and so address the same aggregate instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BuildIdentity {
+    pub organization_id: Uuid,
+    pub source: BuildSource,
+    /// Source-specific key, e.g. `fabrikamfiber/<project guid>/2727068`.
+    pub key: String,
+}
+
+impl BuildIdentity {
+    /// The queue entry id: a UUID v5 of the organization, source and key, so that it is the same on every delivery.
+    pub fn entry_id(&self) -> Uuid {
+        let name = format!(
+            "{}\n{}\n{}",
+            self.organization_id,
+            self.source.as_str(),
+            self.key
+        );
+        Uuid::new_v5(&ENTRY_NAMESPACE, name.as_bytes())
+    }
+}
+
+/// A pull request a build was made for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestRef {
+    pub number: u64,
+    /// The repository id at the source (an Azure Repos GUID), needed to post statuses back.
+    pub repository_id: Option<String>,
+}
+
+/// Counts of a build's test results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestSummary {
+    pub total: u64,
+    pub passed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+/// What is known of a build when it arrives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildDetails {
+    pub name: String,
+    pub branch: Option<String>,
+    pub commit_sha: Option<String>,
+    pub pull_request: Option<PullRequestRef>,
+    /// Link to the build at its source, for people.
+    pub url: Option<String>,
+    /// The outcome at the source (`succeeded`, `failed`, …) when it reported one.
+    pub result: Option<String>,
+    pub test_summary: TestSummary,
+}
+
+/// Why a build waits in the queue instead of going straight into a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueReason {
+    NoProjectMatched,
+    ProjectAmbiguous,
+    NoActiveRelease,
+    SeveralActiveReleases,
+    /// A user chose the project; the build now waits for a release.
+    ProjectSelected,
+}
+
+impl QueueReason {
+    /// The stable name used in read models.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoProjectMatched => "no_project_matched",
+            Self::ProjectAmbiguous => "project_ambiguous",
+            Self::NoActiveRelease => "no_active_release",
+            Self::SeveralActiveReleases => "several_active_releases",
+            Self::ProjectSelected => "project_selected",
+        }
+    }
+
+    /// Parses [`QueueReason::as_str`] back.
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            Self::NoProjectMatched,
+            Self::ProjectAmbiguous,
+            Self::NoActiveRelease,
+            Self::SeveralActiveReleases,
+            Self::ProjectSelected,
+        ]
+        .into_iter()
+        .find(|reason| reason.as_str() == value)
+    }
+}
+
+/// Where the router decided a new build goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Straight into the project's one active release.
+    Release(ReleaseRef),
+    /// Into the queue, with or without a matched project.
+    Queue {
+        project_id: Option<Uuid>,
+        reason: QueueReason,
+    },
+}
+
+/// What can be asked of a build-queue entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuildQueueCommand {
+    ReceiveBuild {
+        identity: BuildIdentity,
+        details: BuildDetails,
+        route: Route,
+        received_at: DateTime<Utc>,
+    },
+    SelectProject {
+        project_id: Uuid,
+    },
+    AssignToRelease {
+        release: ReleaseRef,
+        at: DateTime<Utc>,
+    },
+    Reject {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}

@@ -1,0 +1,60 @@
+//! Events of a build's life. Persisted forever: never rename or reshape one, add an upcaster.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{BuildDetails, BuildSource, QueueReason};
+
+/// What happened to a build. `BuildReceived` is always followed, in the same commit, by `BuildCreatedInRelease` or
+/// `BuildQueued`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum BuildQueueEvent {
+    BuildReceived {
+        entry_id: Uuid,
+        organization_id: Uuid,
+        source: BuildSource,
+        source_key: String,
+        details: BuildDetails,
+        received_at: DateTime<Utc>,
+    },
+    BuildCreatedInRelease {
+        release_id: Uuid,
+        project_id: Uuid,
+    },
+    BuildQueued {
+        project_id: Option<Uuid>,
+        reason: QueueReason,
+    },
+    ProjectSelectedForBuild {
+        project_id: Uuid,
+    },
+    BuildAssignedToRelease {
+        release_id: Uuid,
+        project_id: Uuid,
+        assigned_at: DateTime<Utc>,
+    },
+    QueuedBuildRejected {
+        reason: String,
+        rejected_at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for BuildQueueEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::BuildReceived { .. } => "BuildReceived",
+            Self::BuildCreatedInRelease { .. } => "BuildCreatedInRelease",
+            Self::BuildQueued { .. } => "BuildQueued",
+            Self::ProjectSelectedForBuild { .. } => "ProjectSelectedForBuild",
+            Self::BuildAssignedToRelease { .. } => "BuildAssignedToRelease",
+            Self::QueuedBuildRejected { .. } => "QueuedBuildRejected",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}

@@ -1,0 +1,11 @@
+//! The build queue: one aggregate instance per incoming build, from delivery to a release or a rejection.
+
+mod aggregate;
+mod commands;
+mod error;
+mod events;
+
+pub use aggregate::*;
+pub use commands::*;
+pub use error::*;
+pub use events::*;

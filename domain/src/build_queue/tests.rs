@@ -1,0 +1,341 @@
+//! Given / when / then tests of every build-queue command and rule.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::test::TestFramework;
+
+use super::*;
+use crate::build_queue::{BuildDetails, BuildIdentity, BuildSource, PullRequestRef};
+
+type BuildQueueTest = TestFramework<BuildQueue>;
+
+const ORG: Uuid = Uuid::from_u128(1);
+const PROJECT: Uuid = Uuid::from_u128(2);
+const OTHER_PROJECT: Uuid = Uuid::from_u128(3);
+const RELEASE: Uuid = Uuid::from_u128(4);
+
+fn at() -> DateTime<Utc> {
+    "2026-11-26T10:00:00Z".parse().unwrap()
+}
+
+fn identity() -> BuildIdentity {
+    BuildIdentity {
+        organization_id: ORG,
+        source: BuildSource::AzureDevOps,
+        key: "fabrikamfiber/web/2727068".to_owned(),
+    }
+}
+
+fn details() -> BuildDetails {
+    BuildDetails {
+        name: "20241202.1".to_owned(),
+        branch: Some("refs/pull/42/merge".to_owned()),
+        commit_sha: Some("6a8f1c2".to_owned()),
+        pull_request: Some(PullRequestRef {
+            number: 42,
+            repository_id: Some("repo-guid".to_owned()),
+        }),
+        ..BuildDetails::default()
+    }
+}
+
+fn release(status: ReleaseStatus, project_id: Uuid) -> ReleaseRef {
+    ReleaseRef {
+        release_id: RELEASE,
+        project_id,
+        status,
+    }
+}
+
+fn received() -> BuildQueueEvent {
+    BuildQueueEvent::BuildReceived {
+        entry_id: identity().entry_id(),
+        organization_id: ORG,
+        source: BuildSource::AzureDevOps,
+        source_key: identity().key,
+        details: details(),
+        received_at: at(),
+    }
+}
+
+fn queued(project_id: Option<Uuid>, reason: QueueReason) -> Vec<BuildQueueEvent> {
+    vec![
+        received(),
+        BuildQueueEvent::BuildQueued { project_id, reason },
+    ]
+}
+
+fn receive(route: Route) -> BuildQueueCommand {
+    BuildQueueCommand::ReceiveBuild {
+        identity: identity(),
+        details: details(),
+        route,
+        received_at: at(),
+    }
+}
+
+fn assign(status: ReleaseStatus, project_id: Uuid) -> BuildQueueCommand {
+    BuildQueueCommand::AssignToRelease {
+        release: release(status, project_id),
+        at: at(),
+    }
+}
+
+fn assigned() -> BuildQueueEvent {
+    BuildQueueEvent::BuildAssignedToRelease {
+        release_id: RELEASE,
+        project_id: PROJECT,
+        assigned_at: at(),
+    }
+}
+
+fn rejected() -> BuildQueueEvent {
+    BuildQueueEvent::QueuedBuildRejected {
+        reason: "flaky agent".to_owned(),
+        rejected_at: at(),
+    }
+}
+
+#[test]
+fn the_entry_id_is_the_same_for_every_delivery_of_a_build() {
+    assert_eq!(identity().entry_id(), identity().entry_id());
+    let mut other = identity();
+    other.key.push('9');
+    assert_ne!(identity().entry_id(), other.entry_id());
+    let mut other_org = identity();
+    other_org.organization_id = Uuid::from_u128(99);
+    assert_ne!(identity().entry_id(), other_org.entry_id());
+}
+
+#[test]
+fn a_build_with_one_active_release_goes_straight_into_it() {
+    // Given / When / Then
+    BuildQueueTest::with(())
+        .given_no_previous_events()
+        .when(receive(Route::Release(release(
+            ReleaseStatus::Active,
+            PROJECT,
+        ))))
+        .then_expect_events(vec![
+            received(),
+            BuildQueueEvent::BuildCreatedInRelease {
+                release_id: RELEASE,
+                project_id: PROJECT,
+            },
+        ]);
+}
+
+#[test]
+fn a_build_is_never_created_in_a_release_that_is_not_active() {
+    BuildQueueTest::with(())
+        .given_no_previous_events()
+        .when(receive(Route::Release(release(
+            ReleaseStatus::Completed,
+            PROJECT,
+        ))))
+        .then_expect_error(BuildQueueError::ReleaseNotActive(ReleaseStatus::Completed));
+}
+
+#[test]
+fn a_build_without_a_project_is_queued_with_its_reason() {
+    BuildQueueTest::with(())
+        .given_no_previous_events()
+        .when(receive(Route::Queue {
+            project_id: None,
+            reason: QueueReason::NoProjectMatched,
+        }))
+        .then_expect_events(queued(None, QueueReason::NoProjectMatched));
+}
+
+#[test]
+fn a_redelivered_build_is_refused_as_already_received() {
+    BuildQueueTest::with(())
+        .given(queued(Some(PROJECT), QueueReason::NoActiveRelease))
+        .when(receive(Route::Queue {
+            project_id: Some(PROJECT),
+            reason: QueueReason::NoActiveRelease,
+        }))
+        .then_expect_error(BuildQueueError::AlreadyReceived);
+}
+
+#[test]
+fn a_blank_build_name_is_refused() {
+    BuildQueueTest::with(())
+        .given_no_previous_events()
+        .when(BuildQueueCommand::ReceiveBuild {
+            identity: identity(),
+            details: BuildDetails::default(),
+            route: Route::Queue {
+                project_id: None,
+                reason: QueueReason::NoProjectMatched,
+            },
+            received_at: at(),
+        })
+        .then_expect_error(BuildQueueError::InvalidName(crate::NameError::Empty));
+}
+
+#[test]
+fn selecting_a_project_records_it_once() {
+    BuildQueueTest::with(())
+        .given(queued(None, QueueReason::NoProjectMatched))
+        .when(BuildQueueCommand::SelectProject {
+            project_id: PROJECT,
+        })
+        .then_expect_events(vec![BuildQueueEvent::ProjectSelectedForBuild {
+            project_id: PROJECT,
+        }]);
+    BuildQueueTest::with(())
+        .given(queued(Some(PROJECT), QueueReason::NoActiveRelease))
+        .when(BuildQueueCommand::SelectProject {
+            project_id: PROJECT,
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_queued_build_is_assigned_to_an_active_release_of_its_project() {
+    BuildQueueTest::with(())
+        .given(queued(Some(PROJECT), QueueReason::NoActiveRelease))
+        .when(assign(ReleaseStatus::Active, PROJECT))
+        .then_expect_events(vec![assigned()]);
+}
+
+#[test]
+fn a_build_without_a_project_takes_the_project_of_its_release() {
+    BuildQueueTest::with(())
+        .given(queued(None, QueueReason::NoProjectMatched))
+        .when(assign(ReleaseStatus::Active, PROJECT))
+        .then_expect_events(vec![assigned()]);
+}
+
+#[test]
+fn a_build_cannot_join_a_release_of_another_project() {
+    BuildQueueTest::with(())
+        .given(queued(Some(PROJECT), QueueReason::NoActiveRelease))
+        .when(assign(ReleaseStatus::Active, OTHER_PROJECT))
+        .then_expect_error(BuildQueueError::ReleaseInAnotherProject);
+}
+
+#[test]
+fn a_build_cannot_join_a_completed_or_archived_release() {
+    for status in [ReleaseStatus::Completed, ReleaseStatus::Archived] {
+        BuildQueueTest::with(())
+            .given(queued(Some(PROJECT), QueueReason::NoActiveRelease))
+            .when(assign(status, PROJECT))
+            .then_expect_error(BuildQueueError::ReleaseNotActive(status));
+    }
+}
+
+#[test]
+fn an_entry_is_assigned_at_most_once() {
+    let mut history = queued(Some(PROJECT), QueueReason::NoActiveRelease);
+    history.push(assigned());
+    BuildQueueTest::with(())
+        .given(history)
+        .when(assign(ReleaseStatus::Active, PROJECT))
+        .then_expect_error(BuildQueueError::AlreadyAssigned(RELEASE));
+}
+
+#[test]
+fn an_assigned_entry_cannot_be_rejected() {
+    let mut history = queued(Some(PROJECT), QueueReason::NoActiveRelease);
+    history.push(assigned());
+    BuildQueueTest::with(())
+        .given(history)
+        .when(BuildQueueCommand::Reject {
+            reason: "late".to_owned(),
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::AlreadyAssigned(RELEASE));
+}
+
+#[test]
+fn a_queued_build_is_rejected_with_its_reason() {
+    BuildQueueTest::with(())
+        .given(queued(None, QueueReason::NoProjectMatched))
+        .when(BuildQueueCommand::Reject {
+            reason: " flaky agent ".to_owned(),
+            at: at(),
+        })
+        .then_expect_events(vec![rejected()]);
+}
+
+#[test]
+fn a_rejection_needs_a_reason() {
+    BuildQueueTest::with(())
+        .given(queued(None, QueueReason::NoProjectMatched))
+        .when(BuildQueueCommand::Reject {
+            reason: "".to_owned(),
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::InvalidReason(crate::NameError::Empty));
+}
+
+#[test]
+fn a_rejected_entry_cannot_be_assigned_rejected_or_moved() {
+    let mut history = queued(None, QueueReason::NoProjectMatched);
+    history.push(rejected());
+    BuildQueueTest::with(())
+        .given(history.clone())
+        .when(assign(ReleaseStatus::Active, PROJECT))
+        .then_expect_error(BuildQueueError::AlreadyRejected);
+    BuildQueueTest::with(())
+        .given(history.clone())
+        .when(BuildQueueCommand::Reject {
+            reason: "again".to_owned(),
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::AlreadyRejected);
+    BuildQueueTest::with(())
+        .given(history)
+        .when(BuildQueueCommand::SelectProject {
+            project_id: PROJECT,
+        })
+        .then_expect_error(BuildQueueError::AlreadyRejected);
+}
+
+#[test]
+fn a_build_created_directly_is_not_in_the_queue() {
+    BuildQueueTest::with(())
+        .given(vec![
+            received(),
+            BuildQueueEvent::BuildCreatedInRelease {
+                release_id: RELEASE,
+                project_id: PROJECT,
+            },
+        ])
+        .when(assign(ReleaseStatus::Active, PROJECT))
+        .then_expect_error(BuildQueueError::NotQueued);
+}
+
+#[test]
+fn commands_on_an_unknown_entry_are_refused() {
+    BuildQueueTest::with(())
+        .given_no_previous_events()
+        .when(assign(ReleaseStatus::Active, PROJECT))
+        .then_expect_error(BuildQueueError::NotFound);
+}
+
+#[test]
+fn the_queue_reason_follows_the_spec() {
+    assert_eq!(queue_reason(0, 0), Some(QueueReason::NoProjectMatched));
+    assert_eq!(queue_reason(2, 1), Some(QueueReason::ProjectAmbiguous));
+    assert_eq!(queue_reason(1, 0), Some(QueueReason::NoActiveRelease));
+    assert_eq!(queue_reason(1, 1), None);
+    assert_eq!(queue_reason(1, 2), Some(QueueReason::SeveralActiveReleases));
+}
+
+#[test]
+fn names_round_trip() {
+    for source in [BuildSource::AzureDevOps, BuildSource::Ingest] {
+        assert_eq!(BuildSource::parse(source.as_str()), Some(source));
+    }
+    for reason in [
+        QueueReason::NoProjectMatched,
+        QueueReason::ProjectAmbiguous,
+        QueueReason::NoActiveRelease,
+        QueueReason::SeveralActiveReleases,
+        QueueReason::ProjectSelected,
+    ] {
+        assert_eq!(QueueReason::parse(reason.as_str()), Some(reason));
+    }
+}

@@ -1,0 +1,14 @@
+//! Lathe's domain: the aggregates that turn CI builds into releases, their commands, events and rules.
+//!
+//! Nothing here does I/O. Every decision a command needs from outside its own stream (the release a build is
+//! assigned to, the project a build matched) travels inside the command, so `handle` stays pure and testable
+//! with `cqrs_es::test::TestFramework`.
+
+pub mod api_key;
+pub mod build_queue;
+pub mod organization;
+pub mod project;
+pub mod release;
+mod text;
+
+pub use text::{validate_name, NameError};

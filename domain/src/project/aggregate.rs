@@ -1,0 +1,247 @@
+//! The project aggregate: validates settings and records each change whole.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ProjectCommand, ProjectError, ProjectEvent, ProjectSettings};
+use crate::validate_name;
+
+/// State a project needs to decide its commands.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    pub project_id: Option<Uuid>,
+    pub organization_id: Option<Uuid>,
+    pub settings: ProjectSettings,
+}
+
+impl Aggregate for Project {
+    const TYPE: &'static str = "Project";
+    type Command = ProjectCommand;
+    type Event = ProjectEvent;
+    type Error = ProjectError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        match command {
+            ProjectCommand::CreateProject {
+                project_id,
+                organization_id,
+                settings,
+            } => {
+                if self.project_id.is_some() {
+                    return Err(ProjectError::AlreadyExists);
+                }
+                let settings = validate(settings)?;
+                let event = ProjectEvent::ProjectCreated {
+                    project_id,
+                    organization_id,
+                    settings,
+                };
+                sink.write(event, self).await;
+            }
+            ProjectCommand::UpdateProject { settings } => {
+                if self.project_id.is_none() {
+                    return Err(ProjectError::NotFound);
+                }
+                let settings = validate(settings)?;
+                if settings != self.settings {
+                    sink.write(ProjectEvent::ProjectUpdated { settings }, self)
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            ProjectEvent::ProjectCreated {
+                project_id,
+                organization_id,
+                settings,
+            } => {
+                self.project_id = Some(project_id);
+                self.organization_id = Some(organization_id);
+                self.settings = settings;
+            }
+            ProjectEvent::ProjectUpdated { settings } => self.settings = settings,
+        }
+    }
+}
+
+/// Trims every field, drops empty optional values and refuses what can never match.
+fn validate(settings: ProjectSettings) -> Result<ProjectSettings, ProjectError> {
+    let name = validate_name(&settings.name).map_err(ProjectError::InvalidName)?;
+    let url = optional(settings.url)
+        .map(|url| http_url("url", url))
+        .transpose()?;
+    let repository_urls = settings
+        .repository_urls
+        .into_iter()
+        .map(|url| {
+            let url = url.trim().to_owned();
+            if url.is_empty() {
+                return Err(ProjectError::BlankEntry {
+                    field: "repositoryUrls",
+                });
+            }
+            http_url("repositoryUrls", url)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let azure_repository_ids = settings
+        .azure_repository_ids
+        .into_iter()
+        .map(|id| {
+            let id = id.trim().to_owned();
+            if id.is_empty() {
+                return Err(ProjectError::BlankEntry {
+                    field: "azureRepositoryIds",
+                });
+            }
+            Ok(id)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ProjectSettings {
+        name,
+        url,
+        repository_urls,
+        azure_project_id: optional(settings.azure_project_id),
+        azure_repository_ids,
+    })
+}
+
+fn optional(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn http_url(field: &'static str, value: String) -> Result<String, ProjectError> {
+    match url::Url::parse(&value) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => Ok(value),
+        _ => Err(ProjectError::InvalidUrl { field, value }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::NameError;
+
+    type ProjectTest = TestFramework<Project>;
+
+    fn settings() -> ProjectSettings {
+        ProjectSettings {
+            name: "Fabrikam Web".to_owned(),
+            url: Some("https://dev.azure.com/fabrikam/web".to_owned()),
+            repository_urls: vec!["https://dev.azure.com/fabrikam/web/_git/web".to_owned()],
+            azure_project_id: None,
+            azure_repository_ids: vec![],
+        }
+    }
+
+    fn created(project_id: Uuid, organization_id: Uuid) -> ProjectEvent {
+        ProjectEvent::ProjectCreated {
+            project_id,
+            organization_id,
+            settings: settings(),
+        }
+    }
+
+    #[test]
+    fn creating_a_project_records_its_trimmed_settings() {
+        let (project_id, organization_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut given = settings();
+        given.name = "  Fabrikam Web ".to_owned();
+        given.azure_project_id = Some("  ".to_owned());
+        // Given / When / Then
+        ProjectTest::with(())
+            .given_no_previous_events()
+            .when(ProjectCommand::CreateProject {
+                project_id,
+                organization_id,
+                settings: given,
+            })
+            .then_expect_events(vec![created(project_id, organization_id)]);
+    }
+
+    #[test]
+    fn a_project_cannot_be_created_twice() {
+        let (project_id, organization_id) = (Uuid::new_v4(), Uuid::new_v4());
+        ProjectTest::with(())
+            .given(vec![created(project_id, organization_id)])
+            .when(ProjectCommand::CreateProject {
+                project_id,
+                organization_id,
+                settings: settings(),
+            })
+            .then_expect_error(ProjectError::AlreadyExists);
+    }
+
+    #[test]
+    fn urls_that_are_not_http_are_refused() {
+        let mut bad = settings();
+        bad.repository_urls = vec!["git@github.com:x/y.git".to_owned()];
+        ProjectTest::with(())
+            .given_no_previous_events()
+            .when(ProjectCommand::CreateProject {
+                project_id: Uuid::new_v4(),
+                organization_id: Uuid::new_v4(),
+                settings: bad,
+            })
+            .then_expect_error(ProjectError::InvalidUrl {
+                field: "repositoryUrls",
+                value: "git@github.com:x/y.git".to_owned(),
+            });
+    }
+
+    #[test]
+    fn a_blank_name_is_refused() {
+        let mut bad = settings();
+        bad.name = String::new();
+        ProjectTest::with(())
+            .given_no_previous_events()
+            .when(ProjectCommand::CreateProject {
+                project_id: Uuid::new_v4(),
+                organization_id: Uuid::new_v4(),
+                settings: bad,
+            })
+            .then_expect_error(ProjectError::InvalidName(NameError::Empty));
+    }
+
+    #[test]
+    fn updating_records_the_new_settings_and_ignores_no_change() {
+        let (project_id, organization_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut changed = settings();
+        changed.azure_repository_ids = vec!["5e5d7b9a-0000-4000-8000-000000000001".to_owned()];
+        ProjectTest::with(())
+            .given(vec![created(project_id, organization_id)])
+            .when(ProjectCommand::UpdateProject {
+                settings: changed.clone(),
+            })
+            .then_expect_events(vec![ProjectEvent::ProjectUpdated { settings: changed }]);
+        ProjectTest::with(())
+            .given(vec![created(project_id, organization_id)])
+            .when(ProjectCommand::UpdateProject {
+                settings: settings(),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_unknown_project_cannot_be_updated() {
+        ProjectTest::with(())
+            .given_no_previous_events()
+            .when(ProjectCommand::UpdateProject {
+                settings: settings(),
+            })
+            .then_expect_error(ProjectError::NotFound);
+    }
+}

@@ -1,0 +1,18 @@
+//! Why a project refused a command.
+
+use crate::NameError;
+
+/// A rule of the project aggregate that a command broke.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProjectError {
+    #[error("the project already exists")]
+    AlreadyExists,
+    #[error("the project does not exist")]
+    NotFound,
+    #[error("project name {0}")]
+    InvalidName(NameError),
+    #[error("{field} is not an http(s) URL: {value}")]
+    InvalidUrl { field: &'static str, value: String },
+    #[error("{field} must not contain blank entries")]
+    BlankEntry { field: &'static str },
+}

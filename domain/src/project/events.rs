@@ -1,0 +1,34 @@
+//! Events of a project's life. Persisted forever: never rename or reshape one, add an upcaster.
+
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ProjectSettings;
+
+/// What happened to a project. Both events carry the whole validated settings, so projections copy them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProjectEvent {
+    ProjectCreated {
+        project_id: Uuid,
+        organization_id: Uuid,
+        settings: ProjectSettings,
+    },
+    ProjectUpdated {
+        settings: ProjectSettings,
+    },
+}
+
+impl DomainEvent for ProjectEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::ProjectCreated { .. } => "ProjectCreated",
+            Self::ProjectUpdated { .. } => "ProjectUpdated",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}
