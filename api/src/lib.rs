@@ -1,1 +1,14 @@
+//! Lathe's service: HTTP and GraphQL on axum, commands into the event store, queries against the read models.
 
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod graphql;
+pub mod keys;
+mod router;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use startup::Application;

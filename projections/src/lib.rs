@@ -1,1 +1,37 @@
+//! Lathe's read models and its event store seam. Every SQL statement of the service lives in this crate.
+//!
+//! Commands go through [`EventStore`], which appends events with postgres-es and then hands them to the
+//! projections here. Each projection keeps its own relational tables and a per-aggregate checkpoint, and reads the
+//! events it applies back from the event table, so that a lost or reordered dispatch is repaired by the next one.
 
+pub mod api_keys;
+pub mod builds;
+mod database;
+pub mod organizations;
+mod projector;
+pub mod projects;
+pub mod releases;
+mod store;
+
+pub use database::{connect, ensure_database, migrate, DatabaseError};
+pub use projector::{Projection, Projector};
+pub use store::{Actor, CommandContext, CommandError, EventStore, Handles};
+
+/// A page of rows from a read model, newest first, with whether more rows follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_next_page: bool,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from `limit + 1` fetched rows: the extra row only tells that another page exists.
+    pub(crate) fn from_overfetch(mut rows: Vec<T>, limit: i64) -> Self {
+        let has_next_page = rows.len() as i64 > limit;
+        rows.truncate(limit.max(0) as usize);
+        Self {
+            items: rows,
+            has_next_page,
+        }
+    }
+}

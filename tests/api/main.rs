@@ -1,1 +1,9 @@
+//! End-to-end tests of the Lathe service: every test starts the real application on port 0 against its own fresh
+//! PostgreSQL database and talks to it over HTTP.
 
+mod auth;
+mod health;
+mod projects;
+mod queue;
+mod releases;
+mod schema;

@@ -1,1 +1,214 @@
+//! Test support: the real application on port 0 against a fresh PostgreSQL database per test, and helpers that
+//! speak to it over HTTP as a client would.
 
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use uuid::Uuid;
+
+use lathe_api::config::Settings;
+use lathe_api::state::AppState;
+use lathe_api::Application;
+
+/// The server the tests create their databases on; `TEST_DATABASE_URL` overrides it (any database on the server).
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+static CLEANUP: OnceLock<()> = OnceLock::new();
+
+/// Drops the databases earlier test runs left behind, once per test process.
+async fn drop_leftover_databases() {
+    if CLEANUP.set(()).is_err() {
+        return;
+    }
+    let Ok(mut conn) = PgConnection::connect(&admin_url()).await else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'lathe_test_%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        // A database still in use belongs to a test running right now; leave it.
+        let _ = conn
+            .execute(format!("DROP DATABASE \"{name}\"").as_str())
+            .await;
+    }
+}
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub state: AppState,
+    pub database_url: String,
+    pub client: reqwest::Client,
+}
+
+/// Starts the application on a random port against a new, empty database.
+pub async fn spawn_app() -> TestApp {
+    // Quiet by default; `TEST_LOG=1` shows the service's logs (filtered by `RUST_LOG`).
+    if std::env::var_os("TEST_LOG").is_some() {
+        lathe_api::telemetry::init(lathe_api::telemetry::LogFormat::Text);
+    }
+    drop_leftover_databases().await;
+    let name = format!("lathe_test_{}", Uuid::new_v4().simple());
+    let database_url = database_url(&name);
+    let app = Application::build(&Settings::for_database(&database_url))
+        .await
+        .expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        pool: state.pool.clone(),
+        state,
+        database_url,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// An organization made with the operator's command, and its first key (every scope).
+pub struct TestOrg {
+    pub id: Uuid,
+    pub key: String,
+}
+
+impl TestApp {
+    /// Creates an organization the way `lathe org create` does.
+    pub async fn create_org(&self, name: &str) -> TestOrg {
+        let (id, key) = lathe_api::cli::create_organization(&self.pool, name)
+            .await
+            .expect("the organization is created");
+        TestOrg { id, key }
+    }
+
+    /// Sends a GraphQL request with a key and returns the whole response body.
+    pub async fn graphql(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("the request is sent");
+        assert_eq!(response.status().as_u16(), 200, "GraphQL answers 200");
+        response.json().await.expect("the body is JSON")
+    }
+
+    /// Sends a GraphQL request that must succeed, and returns its `data`.
+    pub async fn graphql_ok(&self, key: &str, query: &str, variables: Value) -> Value {
+        let body = self.graphql(Some(key), query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Creates a project and returns its id.
+    pub async fn create_project(&self, key: &str, name: &str) -> String {
+        let data = self
+            .graphql_ok(
+                key,
+                "mutation($name: String!) { createProject(input: {name: $name}) { id } }",
+                json!({ "name": name }),
+            )
+            .await;
+        data["createProject"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a release of a project and returns its id.
+    pub async fn create_release(&self, key: &str, project_id: &str, name: &str) -> String {
+        let data = self
+            .graphql_ok(
+                key,
+                "mutation($p: ID!, $n: String!) { createRelease(projectId: $p, name: $n) { id } }",
+                json!({ "p": project_id, "n": name }),
+            )
+            .await;
+        data["createRelease"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a key with the given scopes using `key`, and returns the new plaintext key and its id.
+    pub async fn create_key(&self, key: &str, scopes: &[&str]) -> (String, String) {
+        let data = self
+            .graphql_ok(
+                key,
+                "mutation($s: [String!]!) { createApiKey(input: {name: \"test\", scopes: $s}) { key apiKey { id } } }",
+                json!({ "s": scopes }),
+            )
+            .await;
+        (
+            data["createApiKey"]["key"].as_str().unwrap().to_owned(),
+            data["createApiKey"]["apiKey"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        )
+    }
+}
+
+/// The `extensions.code` of the first error of a GraphQL response.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code: {body}"))
+}
+
+/// Opens a single connection to a test database, for assertions on stored rows.
+pub async fn connect(url: &str) -> PgConnection {
+    PgConnection::connect(url)
+        .await
+        .expect("the database answers")
+}
+
+impl TestApp {
+    /// Puts a build in the queue through the event store, as build intake does. Returns the queue entry id.
+    pub async fn enqueue_build(&self, org: Uuid, build: &str, project_id: Option<&str>) -> String {
+        use domain::build_queue::{
+            BuildDetails, BuildIdentity, BuildQueue, BuildQueueCommand, BuildSource, QueueReason,
+            Route,
+        };
+        let identity = BuildIdentity {
+            organization_id: org,
+            source: BuildSource::AzureDevOps,
+            key: format!("fabrikam/web/{build}"),
+        };
+        let entry_id = identity.entry_id();
+        let project_id = project_id.map(|id| id.parse().unwrap());
+        let reason = if project_id.is_some() {
+            QueueReason::NoActiveRelease
+        } else {
+            QueueReason::NoProjectMatched
+        };
+        let command = BuildQueueCommand::ReceiveBuild {
+            identity,
+            details: BuildDetails {
+                name: format!("Build {build}"),
+                branch: Some("refs/heads/main".to_owned()),
+                commit_sha: Some("6a8f1c2e".to_owned()),
+                ..BuildDetails::default()
+            },
+            route: Route::Queue { project_id, reason },
+            received_at: chrono::Utc::now(),
+        };
+        self.state
+            .store
+            .execute::<BuildQueue>(entry_id, command, &projections::CommandContext::operator())
+            .await
+            .expect("the build is queued");
+        entry_id.to_string()
+    }
+}

@@ -142,6 +142,10 @@ pub enum Route {
 }
 
 /// What can be asked of a build-queue entry.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "commands are built once and moved once; boxing would only add noise at every call site"
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuildQueueCommand {
     ReceiveBuild {

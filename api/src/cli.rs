@@ -1,0 +1,130 @@
+//! The `lathe` command line: `serve` (the default), `migrate`, `org create`, `schema`.
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use uuid::Uuid;
+
+use domain::api_key::Scope;
+use domain::organization::{Organization, OrganizationCommand};
+use projections::{CommandContext, EventStore};
+
+use crate::config::Settings;
+use crate::telemetry::LogFormat;
+use crate::Application;
+
+/// Lathe: Azure DevOps and CI build intake for Lathe Studio.
+#[derive(Debug, Parser)]
+#[command(name = "lathe", version)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, env = "LATHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub settings: Settings,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `lathe` does.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the service (the default).
+    Serve,
+    /// Creates the database if needed and applies the migrations.
+    Migrate,
+    /// Manages organizations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Prints the GraphQL schema (SDL).
+    Schema,
+}
+
+/// Organization commands.
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Creates an organization and a first API key holding every scope.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Print `{"organizationId": …, "apiKey": …}` instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            Application::build(&cli.settings)
+                .await?
+                .run_until_stopped()
+                .await?
+        }
+        Command::Migrate => {
+            prepare(&cli.settings).await?;
+            println!("migrations applied");
+        }
+        Command::Org {
+            command: OrgCommand::Create { name, json },
+        } => {
+            let pool = prepare(&cli.settings).await?;
+            let (organization_id, key) = create_organization(&pool, &name).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "organizationId": organization_id, "apiKey": key })
+                );
+            } else {
+                println!("organization: {organization_id}");
+                println!("API key (shown once, holds every scope): {key}");
+            }
+        }
+        Command::Schema => print!("{}", crate::graphql::sdl()),
+    }
+    Ok(())
+}
+
+async fn prepare(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+    projections::ensure_database(settings.database_url()).await?;
+    let pool = projections::connect(settings.database_url(), 2).await?;
+    projections::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Creates an organization and its first key, with every scope. Returns the id and the plaintext key.
+pub async fn create_organization(
+    pool: &sqlx::PgPool,
+    name: &str,
+) -> anyhow::Result<(Uuid, String)> {
+    let store = EventStore::postgres(pool.clone());
+    let context = CommandContext::operator();
+    let organization_id = Uuid::new_v4();
+    store
+        .execute::<Organization>(
+            organization_id,
+            OrganizationCommand::CreateOrganization {
+                organization_id,
+                name: name.to_owned(),
+            },
+            &context,
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot create the organization: {error}"))?;
+    let issued = crate::keys::issue(
+        &store,
+        pool,
+        organization_id,
+        "Initial key".to_owned(),
+        Scope::ALL.to_vec(),
+        None,
+        &context,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("cannot create the first key: {error}"))?;
+    Ok((organization_id, issued.key))
+}

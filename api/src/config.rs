@@ -1,0 +1,40 @@
+//! The service's settings, read from flags and the environment.
+
+use std::net::SocketAddr;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The database used when `DATABASE_URL` is not set: the local PostgreSQL of a development machine. The database
+/// is created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/lathe";
+
+/// Everything `lathe serve` needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// PostgreSQL connection URL. May hold a password, so it is kept secret and never logged.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_default_value = false)]
+    pub database_url: SecretString,
+
+    /// Most connections the service opens to PostgreSQL.
+    #[arg(long, env = "LATHE_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Address and port to listen on.
+    #[arg(long, env = "LATHE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+}
+
+impl Settings {
+    /// Settings for a database URL with every other value at its default (used by tests and the CLI).
+    pub fn for_database(database_url: &str) -> Self {
+        Self {
+            database_url: SecretString::from(database_url.to_owned()),
+            db_max_connections: 16,
+            bind: "127.0.0.1:0".parse().expect("a valid socket address"),
+        }
+    }
+
+    pub(crate) fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}

@@ -1,0 +1,180 @@
+//! The one error type of the API, mapped once to HTTP statuses and to GraphQL `extensions.code`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use domain::api_key::ApiKeyError;
+use domain::build_queue::BuildQueueError;
+use domain::organization::OrganizationError;
+use domain::project::ProjectError;
+use domain::release::ReleaseError;
+use projections::CommandError;
+
+/// Everything a request can fail with. Messages are for the caller; internal causes are only logged.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 / `BAD_USER_INPUT`: the request is malformed or breaks a validation rule.
+    #[error("{0}")]
+    BadUserInput(String),
+    /// 401 / `UNAUTHENTICATED`: no credentials, or credentials that are wrong, revoked or expired.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403 / `FORBIDDEN`: authenticated, but the key lacks the scope.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404 / `NOT_FOUND`: nothing with that id in the caller's organization.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 / `CONFLICT`: the state changed (another request won, or the entity is past this step).
+    #[error("{0}")]
+    Conflict(String),
+    /// 429 / `RATE_LIMITED`.
+    #[error("rate limit exceeded; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// 500 / `INTERNAL`: logged with its cause where it is turned into a response; the caller sees a generic text.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The GraphQL `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadUserInput(_) => "BAD_USER_INPUT",
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::Conflict(_) => "CONFLICT",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadUserInput(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Shorthand for an internal error from any cause.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    /// Logs the cause of an internal error; every other error is the caller's and is not logged.
+    pub fn log_if_internal(&self) {
+        if let Self::Internal(cause) = self {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log_if_internal();
+        let body = Json(json!({ "error": { "code": self.code(), "message": self.to_string() } }));
+        let mut response = (self.status(), body).into_response();
+        if let Self::RateLimited { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert("retry-after", retry_after_secs.into());
+        }
+        response
+    }
+}
+
+/// How a domain rule violation reads to a caller.
+pub trait DomainRejection: std::error::Error {
+    /// The API error for this rejection.
+    fn to_api_error(&self) -> ApiError;
+}
+
+impl<E: DomainRejection> From<CommandError<E>> for ApiError {
+    fn from(error: CommandError<E>) -> Self {
+        match error {
+            CommandError::Domain(rejection) => rejection.to_api_error(),
+            CommandError::Conflict => Self::Conflict(
+                "another request changed this entity at the same time; reload and try again"
+                    .to_owned(),
+            ),
+            CommandError::Store(cause) => Self::internal(anyhow::anyhow!(cause)),
+        }
+    }
+}
+
+impl DomainRejection for OrganizationError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            Self::AlreadyExists => ApiError::Conflict(self.to_string()),
+            Self::NotFound => ApiError::NotFound(self.to_string()),
+            Self::InvalidName(_) => ApiError::BadUserInput(self.to_string()),
+        }
+    }
+}
+
+impl DomainRejection for ProjectError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            Self::AlreadyExists => ApiError::Conflict(self.to_string()),
+            Self::NotFound => ApiError::NotFound(self.to_string()),
+            Self::InvalidName(_) | Self::InvalidUrl { .. } | Self::BlankEntry { .. } => {
+                ApiError::BadUserInput(self.to_string())
+            }
+        }
+    }
+}
+
+impl DomainRejection for ReleaseError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            Self::NotFound => ApiError::NotFound(self.to_string()),
+            Self::InvalidName(_) => ApiError::BadUserInput(self.to_string()),
+            Self::AlreadyExists | Self::NotActive(_) | Self::NotCompleted(_) => {
+                ApiError::Conflict(self.to_string())
+            }
+        }
+    }
+}
+
+impl DomainRejection for BuildQueueError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            Self::NotFound | Self::NotQueued => ApiError::NotFound(self.to_string()),
+            Self::InvalidName(_) | Self::InvalidReason(_) | Self::ReleaseInAnotherProject => {
+                ApiError::BadUserInput(self.to_string())
+            }
+            Self::AlreadyReceived
+            | Self::AlreadyAssigned(_)
+            | Self::AlreadyRejected
+            | Self::ReleaseNotActive(_) => ApiError::Conflict(self.to_string()),
+        }
+    }
+}
+
+impl DomainRejection for ApiKeyError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            Self::NotFound => ApiError::NotFound(self.to_string()),
+            Self::AlreadyExists | Self::AlreadyRevoked => ApiError::Conflict(self.to_string()),
+            Self::InvalidName(_)
+            | Self::NoScopes
+            | Self::ExpiryInThePast
+            | Self::MalformedSecret => ApiError::BadUserInput(self.to_string()),
+        }
+    }
+}

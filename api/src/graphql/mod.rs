@@ -1,0 +1,168 @@
+//! The GraphQL API: schema, the HTTP handler, and what resolvers share.
+
+mod cursor;
+mod mutation;
+mod query;
+mod types;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{Context, EmptySubscription, Schema};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse};
+use uuid::Uuid;
+
+use projections::CommandContext;
+
+use crate::auth::{authenticate_key, bearer_token, Principal};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use mutation::MutationRoot;
+pub use query::QueryRoot;
+
+/// The schema served at `/graphql`.
+pub type LatheSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Builds the schema; `state` is available to every resolver.
+pub fn build_schema(state: AppState) -> LatheSchema {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .data(state)
+        .limit_depth(12)
+        .limit_complexity(5_000)
+        .finish()
+}
+
+/// The SDL the server serves; `schema.graphql` at the repository root must equal it.
+pub fn sdl() -> String {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// The outcome of reading the caller's credentials, kept for resolvers: a query with no key can still be
+/// introspected, and every resolver that needs a key reports why there is none.
+enum Caller {
+    Authenticated(Principal),
+    Refused(String),
+}
+
+/// The request id, for the events a request causes.
+struct RequestId(Option<String>);
+
+/// `POST /graphql`.
+pub async fn graphql_handler(
+    State(state): State<AppState>,
+    State(schema): State<LatheSchema>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    let caller = match authenticate(&state, &headers).await {
+        Ok(principal) => Caller::Authenticated(principal),
+        Err(ApiError::Internal(cause)) => {
+            tracing::error!(error = format!("{cause:#}"), "authentication failed");
+            Caller::Refused("authentication is unavailable; try again".to_owned())
+        }
+        Err(refused) => Caller::Refused(refused.to_string()),
+    };
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let request = request
+        .into_inner()
+        .data(caller)
+        .data(RequestId(request_id));
+    let mut response = schema.execute(request).await;
+    // Resolver errors are `ApiError`s, kept as the source of the GraphQL error. Errors without a source come from
+    // async-graphql itself (parse, validation, input coercion): they are all the caller's to fix. Anything else
+    // is unexpected, so its text is not sent.
+    for error in &mut response.errors {
+        let code = match error.source::<ApiError>() {
+            Some(api_error) => {
+                api_error.log_if_internal();
+                api_error.code()
+            }
+            None if error.source.is_none() => "BAD_USER_INPUT",
+            None => {
+                tracing::error!(error = %error.message, "resolver failed");
+                error.message = "internal error".to_owned();
+                "INTERNAL"
+            }
+        };
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+    response.into()
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or_default());
+    match bearer_token(header)? {
+        Some(key) => authenticate_key(&state.pool, key).await,
+        None => Err(ApiError::Unauthenticated(
+            "send an API key as `Authorization: Bearer <key>`".to_owned(),
+        )),
+    }
+}
+
+/// `GET /graphql/schema.graphql`: the schema as SDL, for code generators.
+pub async fn schema_sdl(State(schema): State<LatheSchema>) -> String {
+    schema.sdl()
+}
+
+/// `GET /graphql`: the GraphiQL explorer.
+pub async fn graphiql() -> impl IntoResponse {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+/// What a resolver needs: shared state, and the caller once it has shown the required scope.
+pub(crate) struct Resolver<'a> {
+    pub state: &'a AppState,
+    pub principal: &'a Principal,
+    request_id: Option<String>,
+}
+
+impl<'a> Resolver<'a> {
+    /// Authenticates the caller and checks it holds `scope`.
+    pub fn new(ctx: &'a Context<'_>, scope: domain::api_key::Scope) -> Result<Self, ApiError> {
+        let state = ctx.data_unchecked::<AppState>();
+        let principal = match ctx.data_opt::<Caller>() {
+            Some(Caller::Authenticated(principal)) => principal,
+            Some(Caller::Refused(reason)) => return Err(ApiError::Unauthenticated(reason.clone())),
+            None => return Err(ApiError::Unauthenticated("no credentials".to_owned())),
+        };
+        principal.require(scope)?;
+        let request_id = ctx.data_opt::<RequestId>().and_then(|id| id.0.clone());
+        Ok(Self {
+            state,
+            principal,
+            request_id,
+        })
+    }
+
+    /// The caller's organization: every read and write is confined to it.
+    pub fn organization_id(&self) -> Uuid {
+        self.principal.organization_id
+    }
+
+    /// The context recorded with the events of a command this request issues.
+    pub fn command_context(&self) -> CommandContext {
+        CommandContext {
+            actor: self.principal.actor(),
+            request_id: self.request_id.clone(),
+            at: chrono::Utc::now(),
+        }
+    }
+}
+
+/// Parses a GraphQL `ID` that must be a UUID.
+pub(crate) fn parse_id(id: &async_graphql::ID, what: &str) -> Result<Uuid, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::BadUserInput(format!("{what} is not a valid id: {}", id.as_str())))
+}

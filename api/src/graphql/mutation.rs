@@ -1,0 +1,337 @@
+//! Mutations: projects, releases, the queue's assignment actions, and API keys.
+
+use async_graphql::{Context, InputObject, Object, ID};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use domain::api_key::{ApiKey as ApiKeyAggregate, ApiKeyCommand, Scope};
+use domain::build_queue::{BuildQueue, BuildQueueCommand};
+use domain::project::{Project as ProjectAggregate, ProjectCommand, ProjectSettings};
+use domain::release::{Release as ReleaseAggregate, ReleaseCommand};
+use projections::{api_keys, builds, projects, releases};
+
+use super::types::{ApiKey, CreatedApiKey, Project, QueuedBuild, Release};
+use super::{parse_id, Resolver};
+use crate::error::ApiError;
+use crate::keys;
+
+/// The root of every mutation.
+pub struct MutationRoot;
+
+/// A new project.
+#[derive(InputObject)]
+pub struct CreateProjectInput {
+    pub name: String,
+    /// The Lathe project URL builds are matched against.
+    pub url: Option<String>,
+    #[graphql(default)]
+    pub repository_urls: Vec<String>,
+    pub azure_project_id: Option<String>,
+    #[graphql(default)]
+    pub azure_repository_ids: Vec<String>,
+}
+
+/// Changes to a project; fields left out keep their value, and an empty string clears an optional one.
+#[derive(InputObject)]
+pub struct UpdateProjectInput {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub repository_urls: Option<Vec<String>>,
+    pub azure_project_id: Option<String>,
+    pub azure_repository_ids: Option<Vec<String>>,
+}
+
+/// A new API key.
+#[derive(InputObject)]
+pub struct CreateApiKeyInput {
+    pub name: String,
+    /// Scope names such as `builds:read`; see `apiKeyScopes`.
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    async fn create_project(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateProjectInput,
+    ) -> async_graphql::Result<Project> {
+        let r = Resolver::new(ctx, Scope::ProjectsWrite)?;
+        let project_id = Uuid::new_v4();
+        let command = ProjectCommand::CreateProject {
+            project_id,
+            organization_id: r.organization_id(),
+            settings: ProjectSettings {
+                name: input.name,
+                url: input.url,
+                repository_urls: input.repository_urls,
+                azure_project_id: input.azure_project_id,
+                azure_repository_ids: input.azure_repository_ids,
+            },
+        };
+        r.state
+            .store
+            .execute::<ProjectAggregate>(project_id, command, &r.command_context())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Project(load_project(&r, project_id).await?))
+    }
+
+    async fn update_project(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateProjectInput,
+    ) -> async_graphql::Result<Project> {
+        let r = Resolver::new(ctx, Scope::ProjectsWrite)?;
+        let project_id = parse_id(&id, "id")?;
+        let current = load_project(&r, project_id).await?;
+        let mut settings = current.settings();
+        if let Some(name) = input.name {
+            settings.name = name;
+        }
+        if let Some(url) = input.url {
+            settings.url = Some(url);
+        }
+        if let Some(urls) = input.repository_urls {
+            settings.repository_urls = urls;
+        }
+        if let Some(azure_project_id) = input.azure_project_id {
+            settings.azure_project_id = Some(azure_project_id);
+        }
+        if let Some(ids) = input.azure_repository_ids {
+            settings.azure_repository_ids = ids;
+        }
+        r.state
+            .store
+            .execute::<ProjectAggregate>(
+                project_id,
+                ProjectCommand::UpdateProject { settings },
+                &r.command_context(),
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Project(load_project(&r, project_id).await?))
+    }
+
+    async fn create_release(
+        &self,
+        ctx: &Context<'_>,
+        project_id: ID,
+        name: String,
+    ) -> async_graphql::Result<Release> {
+        let r = Resolver::new(ctx, Scope::ReleasesWrite)?;
+        let project = load_project(&r, parse_id(&project_id, "projectId")?).await?;
+        let release_id = Uuid::new_v4();
+        let context = r.command_context();
+        let command = ReleaseCommand::CreateRelease {
+            release_id,
+            organization_id: r.organization_id(),
+            project_id: project.project_id,
+            name,
+            at: context.at,
+        };
+        r.state
+            .store
+            .execute::<ReleaseAggregate>(release_id, command, &context)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(load_release(&r, release_id).await?.into())
+    }
+
+    async fn complete_release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Release> {
+        let r = Resolver::new(ctx, Scope::ReleasesWrite)?;
+        let release_id = load_release(&r, parse_id(&id, "id")?).await?.release_id;
+        let context = r.command_context();
+        r.state
+            .store
+            .execute::<ReleaseAggregate>(
+                release_id,
+                ReleaseCommand::CompleteRelease { at: context.at },
+                &context,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(load_release(&r, release_id).await?.into())
+    }
+
+    async fn archive_release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Release> {
+        let r = Resolver::new(ctx, Scope::ReleasesWrite)?;
+        let release_id = load_release(&r, parse_id(&id, "id")?).await?.release_id;
+        let context = r.command_context();
+        r.state
+            .store
+            .execute::<ReleaseAggregate>(
+                release_id,
+                ReleaseCommand::ArchiveRelease { at: context.at },
+                &context,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(load_release(&r, release_id).await?.into())
+    }
+
+    /// Adds a queued build to an active release of its project. Of two concurrent calls on one build, one wins
+    /// and the other gets `CONFLICT`.
+    async fn assign_queued_build(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        release_id: ID,
+    ) -> async_graphql::Result<QueuedBuild> {
+        let r = Resolver::new(ctx, Scope::BuildsAssign)?;
+        let build_id = load_queued_build(&r, parse_id(&id, "id")?).await?;
+        let release = load_release(&r, parse_id(&release_id, "releaseId")?).await?;
+        let context = r.command_context();
+        let command = BuildQueueCommand::AssignToRelease {
+            release: release.as_ref(),
+            at: context.at,
+        };
+        r.state
+            .store
+            .execute::<BuildQueue>(build_id, command, &context)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(QueuedBuild(load_build(&r, build_id).await?))
+    }
+
+    /// Sets the project of a queued build whose project was not (or wrongly) detected.
+    async fn select_project_for_queued_build(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        project_id: ID,
+    ) -> async_graphql::Result<QueuedBuild> {
+        let r = Resolver::new(ctx, Scope::BuildsAssign)?;
+        let build_id = load_queued_build(&r, parse_id(&id, "id")?).await?;
+        let project = load_project(&r, parse_id(&project_id, "projectId")?).await?;
+        let command = BuildQueueCommand::SelectProject {
+            project_id: project.project_id,
+        };
+        r.state
+            .store
+            .execute::<BuildQueue>(build_id, command, &r.command_context())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(QueuedBuild(load_build(&r, build_id).await?))
+    }
+
+    /// Removes a build from the queue without creating a build.
+    async fn reject_queued_build(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: String,
+    ) -> async_graphql::Result<QueuedBuild> {
+        let r = Resolver::new(ctx, Scope::BuildsAssign)?;
+        let build_id = load_queued_build(&r, parse_id(&id, "id")?).await?;
+        let context = r.command_context();
+        let command = BuildQueueCommand::Reject {
+            reason,
+            at: context.at,
+        };
+        r.state
+            .store
+            .execute::<BuildQueue>(build_id, command, &context)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(QueuedBuild(load_build(&r, build_id).await?))
+    }
+
+    /// Creates an API key. The key is in the answer and nowhere else, ever. A key can only grant scopes its
+    /// creator holds.
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiKeyInput,
+    ) -> async_graphql::Result<CreatedApiKey> {
+        let r = Resolver::new(ctx, Scope::KeysManage)?;
+        let scopes = input
+            .scopes
+            .iter()
+            .map(|name| {
+                Scope::parse(name).ok_or_else(|| {
+                    ApiError::BadUserInput(format!("unknown scope `{name}`; see `apiKeyScopes`"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(missing) = scopes
+            .iter()
+            .find(|scope| !r.principal.scopes.contains(scope))
+        {
+            return Err(ApiError::Forbidden(format!(
+                "a key cannot grant the scope {missing}, which the calling key lacks"
+            ))
+            .into());
+        }
+        let issued = keys::issue(
+            &r.state.store,
+            &r.state.pool,
+            r.organization_id(),
+            input.name,
+            scopes,
+            input.expires_at,
+            &r.command_context(),
+        )
+        .await?;
+        Ok(CreatedApiKey {
+            key: issued.key,
+            api_key: ApiKey(issued.row),
+        })
+    }
+
+    /// Revokes a key; it is refused from the next request on.
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiKey> {
+        let r = Resolver::new(ctx, Scope::KeysManage)?;
+        let api_key_id = parse_id(&id, "id")?;
+        load_api_key(&r, api_key_id).await?;
+        let context = r.command_context();
+        r.state
+            .store
+            .execute::<ApiKeyAggregate>(
+                api_key_id,
+                ApiKeyCommand::RevokeApiKey { at: context.at },
+                &context,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(ApiKey(load_api_key(&r, api_key_id).await?))
+    }
+}
+
+async fn load_project(r: &Resolver<'_>, id: Uuid) -> Result<projects::ProjectRow, ApiError> {
+    projects::find(&r.state.pool, r.organization_id(), id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no project {id}")))
+}
+
+async fn load_release(r: &Resolver<'_>, id: Uuid) -> Result<releases::ReleaseRow, ApiError> {
+    releases::find(&r.state.pool, r.organization_id(), id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no release {id}")))
+}
+
+async fn load_build(r: &Resolver<'_>, id: Uuid) -> Result<builds::BuildRow, ApiError> {
+    builds::find(&r.state.pool, r.organization_id(), id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no queued build {id}")))
+}
+
+/// Checks that a queued build exists in the caller's organization, so that no other organization's entry is
+/// ever touched.
+async fn load_queued_build(r: &Resolver<'_>, id: Uuid) -> Result<Uuid, ApiError> {
+    let row = load_build(r, id).await?;
+    if row.queue_status.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "build {id} went straight into a release and was never queued"
+        )));
+    }
+    Ok(row.build_id)
+}
+
+async fn load_api_key(r: &Resolver<'_>, id: Uuid) -> Result<api_keys::ApiKeyRow, ApiError> {
+    api_keys::find(&r.state.pool, r.organization_id(), id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no API key {id}")))
+}

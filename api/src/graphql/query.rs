@@ -1,0 +1,147 @@
+//! Queries: the build queue, projects, releases, builds and keys of the caller's organization.
+
+use async_graphql::{Context, Object, ID};
+
+use domain::api_key::Scope;
+use projections::releases::ReleaseFilter;
+use projections::{api_keys, builds, organizations, projects, releases};
+
+use super::types::{
+    connection, scope_names, ApiKey, Build, Organization, Project, QueueStatus, QueuedBuild,
+    QueuedBuildConnection, Release, ReleaseConnection, ReleaseStatus,
+};
+use super::{cursor, parse_id, Resolver};
+use crate::error::ApiError;
+
+/// The root of every query.
+pub struct QueryRoot;
+
+#[Object(name = "Query")]
+impl QueryRoot {
+    /// The organization the API key belongs to.
+    async fn organization(&self, ctx: &Context<'_>) -> async_graphql::Result<Organization> {
+        let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let row = organizations::find(&r.state.pool, r.organization_id())
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound("the organization does not exist".to_owned()))?;
+        Ok(Organization {
+            id: ID(row.organization_id.to_string()),
+            name: row.name,
+            org_id_auth_enabled: row.org_id_auth_enabled,
+        })
+    }
+
+    /// Builds in the queue with one status, newest first.
+    async fn build_queue(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "QueueStatus::Pending")] status: QueueStatus,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<QueuedBuildConnection> {
+        let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let limit = cursor::page_size(first)?;
+        let page = builds::queue_page(
+            &r.state.pool,
+            r.organization_id(),
+            status.as_str(),
+            cursor::after(after)?,
+            limit,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(connection(page, |row| row.received_at, QueuedBuild))
+    }
+
+    /// One build that went through the queue.
+    async fn queued_build(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<QueuedBuild>> {
+        let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let row = builds::find(&r.state.pool, r.organization_id(), parse_id(&id, "id")?)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(row
+            .filter(|row| row.queue_status.is_some())
+            .map(QueuedBuild))
+    }
+
+    async fn projects(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Project>> {
+        let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let rows = projects::list(&r.state.pool, r.organization_id())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(Project).collect())
+    }
+
+    async fn project(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Project>> {
+        let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let row = projects::find(&r.state.pool, r.organization_id(), parse_id(&id, "id")?)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(row.map(Project))
+    }
+
+    /// Releases, newest first, optionally of one project and one status.
+    async fn releases(
+        &self,
+        ctx: &Context<'_>,
+        project_id: Option<ID>,
+        status: Option<ReleaseStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ReleaseConnection> {
+        let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let filter = ReleaseFilter {
+            project_id: project_id
+                .as_ref()
+                .map(|id| parse_id(id, "projectId"))
+                .transpose()?,
+            status: status.map(Into::into),
+            after: cursor::after(after)?,
+        };
+        let page = releases::page(
+            &r.state.pool,
+            r.organization_id(),
+            &filter,
+            cursor::page_size(first)?,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(connection(page, |row| row.created_at, Release::from))
+    }
+
+    async fn release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Release>> {
+        let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let row = releases::find(&r.state.pool, r.organization_id(), parse_id(&id, "id")?)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(row.map(Release::from))
+    }
+
+    /// One build that is in a release.
+    async fn build(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Build>> {
+        let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let row = builds::find(&r.state.pool, r.organization_id(), parse_id(&id, "id")?)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(row.filter(|row| row.release_id.is_some()).map(Build))
+    }
+
+    /// The organization's API keys, newest first, revoked ones included.
+    async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
+        let r = Resolver::new(ctx, Scope::KeysManage)?;
+        let rows = api_keys::list(&r.state.pool, r.organization_id())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(ApiKey).collect())
+    }
+
+    /// Every scope an API key can hold.
+    async fn api_key_scopes(&self) -> Vec<String> {
+        scope_names()
+    }
+}

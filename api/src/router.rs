@@ -1,0 +1,81 @@
+//! Every route of the service, and the layers around them.
+
+use axum::extract::{FromRef, State};
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::graphql::{self, LatheSchema};
+use crate::state::AppState;
+
+/// State of the router: handlers extract the part they need.
+#[derive(Clone)]
+pub struct RouterState {
+    pub app: AppState,
+    pub schema: LatheSchema,
+}
+
+impl FromRef<RouterState> for AppState {
+    fn from_ref(state: &RouterState) -> Self {
+        state.app.clone()
+    }
+}
+
+impl FromRef<RouterState> for LatheSchema {
+    fn from_ref(state: &RouterState) -> Self {
+        state.schema.clone()
+    }
+}
+
+/// Builds the application's router.
+pub fn router(app: AppState) -> Router {
+    let schema = graphql::build_schema(app.clone());
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/graphql/schema.graphql", get(graphql::schema_sdl))
+        .route(
+            "/graphql",
+            get(graphql::graphiql).post(graphql::graphql_handler),
+        )
+        .with_state(RouterState { app, schema })
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                .make_span_with(|request: &Request<_>| {
+                    let request_id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        http.method = %request.method(),
+                        http.path = request.uri().path(),
+                        request.id = request_id,
+                    )
+                }),
+        )
+        // Outermost, so that the id exists before the span is made and is echoed on every response.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// `GET /healthz`: the process is up.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database answers.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match sqlx::query("SELECT 1").execute(&state.pool).await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+        }
+    }
+}

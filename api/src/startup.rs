@@ -1,0 +1,70 @@
+//! Building and running the application: used by `lathe serve` and by the tests, which run it on port 0.
+
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::router::router;
+use crate::state::AppState;
+
+/// A bound, ready-to-run service.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Creates the database if needed, migrates it, and binds the listener.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let url = settings.database_url();
+        projections::ensure_database(url).await?;
+        let pool = projections::connect(url, settings.db_max_connections).await?;
+        projections::migrate(&pool).await?;
+        let listener = TcpListener::bind(settings.bind).await?;
+        Ok(Self {
+            listener,
+            state: AppState::new(pool),
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|addr| addr.port())
+            .unwrap_or_default()
+    }
+
+    /// The shared state, for tests that inspect the database.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the process receives Ctrl-C or SIGTERM, then finishes the requests in flight.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "listening");
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

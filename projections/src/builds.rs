@@ -1,0 +1,262 @@
+//! Read model of builds: every build received, the queue (builds with a queue status) and the builds of each
+//! release, in one table with an index per slice.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_es::EventEnvelope;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use domain::build_queue::{BuildQueue, BuildQueueEvent, QueueReason};
+
+use crate::organizations::aggregate_uuid;
+use crate::projector::event_time;
+use crate::{Page, Projector};
+
+/// Status of a build in the queue, as stored in `builds.queue_status`.
+pub mod queue_status {
+    pub const PENDING: &str = "pending";
+    pub const ASSIGNED: &str = "assigned";
+    pub const REJECTED: &str = "rejected";
+}
+
+/// Projects build-queue events into `builds`, and keeps each release's build count.
+pub struct BuildsProjector;
+
+#[async_trait]
+impl Projector<BuildQueue> for BuildsProjector {
+    const NAME: &'static str = "builds";
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &EventEnvelope<BuildQueue>,
+    ) -> Result<(), sqlx::Error> {
+        let build_id = aggregate_uuid(&event.aggregate_id);
+        match &event.payload {
+            BuildQueueEvent::BuildReceived {
+                entry_id,
+                organization_id,
+                source,
+                source_key,
+                details,
+                received_at,
+            } => {
+                let pull_request = details.pull_request.as_ref();
+                sqlx::query(
+                    "INSERT INTO builds (build_id, organization_id, source, source_key, build_name, branch,
+                        commit_sha, pull_request_number, pull_request_repository_id, url, result, received_at,
+                        tests_total, tests_passed, tests_failed, tests_skipped)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                )
+                .bind(entry_id)
+                .bind(organization_id)
+                .bind(source.as_str())
+                .bind(source_key)
+                .bind(&details.name)
+                .bind(&details.branch)
+                .bind(&details.commit_sha)
+                .bind(pull_request.map(|pr| pr.number as i64))
+                .bind(pull_request.and_then(|pr| pr.repository_id.clone()))
+                .bind(&details.url)
+                .bind(&details.result)
+                .bind(received_at)
+                .bind(details.test_summary.total as i64)
+                .bind(details.test_summary.passed as i64)
+                .bind(details.test_summary.failed as i64)
+                .bind(details.test_summary.skipped as i64)
+                .execute(conn)
+                .await?;
+            }
+            BuildQueueEvent::BuildCreatedInRelease {
+                release_id,
+                project_id,
+            } => {
+                add_to_release(conn, build_id, *release_id, *project_id, event_time(event)).await?;
+            }
+            BuildQueueEvent::BuildQueued { project_id, reason } => {
+                sqlx::query(
+                    "UPDATE builds SET project_id = $2, queue_status = $3, queue_reason = $4 WHERE build_id = $1",
+                )
+                .bind(build_id)
+                .bind(project_id)
+                .bind(queue_status::PENDING)
+                .bind(reason.as_str())
+                .execute(conn)
+                .await?;
+            }
+            BuildQueueEvent::ProjectSelectedForBuild { project_id } => {
+                sqlx::query(
+                    "UPDATE builds SET project_id = $2, queue_reason = $3 WHERE build_id = $1",
+                )
+                .bind(build_id)
+                .bind(project_id)
+                .bind(QueueReason::ProjectSelected.as_str())
+                .execute(conn)
+                .await?;
+            }
+            BuildQueueEvent::BuildAssignedToRelease {
+                release_id,
+                project_id,
+                assigned_at,
+            } => {
+                sqlx::query(
+                    "UPDATE builds SET queue_status = $2, queue_reason = NULL, resolved_at = $3 WHERE build_id = $1",
+                )
+                .bind(build_id)
+                .bind(queue_status::ASSIGNED)
+                .bind(assigned_at)
+                .execute(&mut *conn)
+                .await?;
+                add_to_release(conn, build_id, *release_id, *project_id, *assigned_at).await?;
+            }
+            BuildQueueEvent::QueuedBuildRejected {
+                reason,
+                rejected_at,
+            } => {
+                sqlx::query(
+                    "UPDATE builds SET queue_status = $2, queue_reason = NULL, rejection_reason = $3,
+                        resolved_at = $4
+                     WHERE build_id = $1",
+                )
+                .bind(build_id)
+                .bind(queue_status::REJECTED)
+                .bind(reason)
+                .bind(rejected_at)
+                .execute(conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn add_to_release(
+    conn: &mut PgConnection,
+    build_id: Uuid,
+    release_id: Uuid,
+    project_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE builds SET release_id = $2, project_id = $3, added_to_release_at = $4 WHERE build_id = $1",
+    )
+    .bind(build_id)
+    .bind(release_id)
+    .bind(project_id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    // The release row exists unless its own projection is behind; then a placeholder row carries the count until
+    // `ReleaseCreated` fills in the rest.
+    sqlx::query(
+        "INSERT INTO releases (release_id, organization_id, project_id, name, status, build_count, created_at)
+         SELECT $1, organization_id, $2, '', 'active', 1, received_at FROM builds WHERE build_id = $3
+         ON CONFLICT (release_id) DO UPDATE SET build_count = releases.build_count + 1",
+    )
+    .bind(release_id)
+    .bind(project_id)
+    .bind(build_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A build as the API shows it, in the queue or in a release.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BuildRow {
+    pub build_id: Uuid,
+    pub organization_id: Uuid,
+    pub source: String,
+    pub build_name: String,
+    pub project_id: Option<Uuid>,
+    pub branch: Option<String>,
+    pub commit_sha: Option<String>,
+    pub pull_request_number: Option<i64>,
+    pub pull_request_repository_id: Option<String>,
+    pub url: Option<String>,
+    pub result: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub queue_status: Option<String>,
+    pub queue_reason: Option<String>,
+    pub rejection_reason: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub release_id: Option<Uuid>,
+    pub added_to_release_at: Option<DateTime<Utc>>,
+    pub tests_total: i64,
+    pub tests_passed: i64,
+    pub tests_failed: i64,
+    pub tests_skipped: i64,
+}
+
+const COLUMNS: &str = "build_id, organization_id, source, build_name, project_id, branch, commit_sha, \
+    pull_request_number, pull_request_repository_id, url, result, received_at, queue_status, queue_reason, \
+    rejection_reason, resolved_at, release_id, added_to_release_at, tests_total, tests_passed, tests_failed, \
+    tests_skipped";
+
+/// Finds one build of an organization, whether queued, in a release, or both.
+pub async fn find(
+    pool: &PgPool,
+    organization_id: Uuid,
+    build_id: Uuid,
+) -> Result<Option<BuildRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM builds WHERE organization_id = $1 AND build_id = $2"
+    ))
+    .bind(organization_id)
+    .bind(build_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A page of the queue with one status, newest first; `after` is the `(received_at, build_id)` of the previous
+/// page's last row.
+pub async fn queue_page(
+    pool: &PgPool,
+    organization_id: Uuid,
+    status: &str,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Page<BuildRow>, sqlx::Error> {
+    let (after_time, after_id) = after.unzip();
+    let rows = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM builds
+         WHERE organization_id = $1 AND queue_status = $2
+           AND ($3::timestamptz IS NULL OR (received_at, build_id) < ($3, $4))
+         ORDER BY received_at DESC, build_id DESC
+         LIMIT $5"
+    ))
+    .bind(organization_id)
+    .bind(status)
+    .bind(after_time)
+    .bind(after_id)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(Page::from_overfetch(rows, limit))
+}
+
+/// A page of the builds of a release, newest first; `after` is the `(added_to_release_at, build_id)` of the
+/// previous page's last row.
+pub async fn release_page(
+    pool: &PgPool,
+    release_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Page<BuildRow>, sqlx::Error> {
+    let (after_time, after_id) = after.unzip();
+    let rows = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM builds
+         WHERE release_id = $1
+           AND ($2::timestamptz IS NULL OR (added_to_release_at, build_id) < ($2, $3))
+         ORDER BY added_to_release_at DESC, build_id DESC
+         LIMIT $4"
+    ))
+    .bind(release_id)
+    .bind(after_time)
+    .bind(after_id)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(Page::from_overfetch(rows, limit))
+}

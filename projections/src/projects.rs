@@ -1,0 +1,124 @@
+//! Read model of projects: what the matcher compares builds against and what dashboards list.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_es::EventEnvelope;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use domain::project::{Project, ProjectEvent, ProjectSettings};
+
+use crate::organizations::aggregate_uuid;
+use crate::projector::event_time;
+use crate::Projector;
+
+/// Projects project events into `projects`.
+pub struct ProjectsProjector;
+
+#[async_trait]
+impl Projector<Project> for ProjectsProjector {
+    const NAME: &'static str = "projects";
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &EventEnvelope<Project>,
+    ) -> Result<(), sqlx::Error> {
+        let at = event_time(event);
+        match &event.payload {
+            ProjectEvent::ProjectCreated {
+                project_id,
+                organization_id,
+                settings,
+            } => {
+                sqlx::query(
+                    "INSERT INTO projects (project_id, organization_id, name, url, repository_urls,
+                        azure_project_id, azure_repository_ids, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                )
+                .bind(project_id)
+                .bind(organization_id)
+                .bind(&settings.name)
+                .bind(&settings.url)
+                .bind(&settings.repository_urls)
+                .bind(&settings.azure_project_id)
+                .bind(&settings.azure_repository_ids)
+                .bind(at)
+                .execute(conn)
+                .await?;
+            }
+            ProjectEvent::ProjectUpdated { settings } => {
+                sqlx::query(
+                    "UPDATE projects SET name = $2, url = $3, repository_urls = $4, azure_project_id = $5,
+                        azure_repository_ids = $6, updated_at = $7
+                     WHERE project_id = $1",
+                )
+                .bind(aggregate_uuid(&event.aggregate_id))
+                .bind(&settings.name)
+                .bind(&settings.url)
+                .bind(&settings.repository_urls)
+                .bind(&settings.azure_project_id)
+                .bind(&settings.azure_repository_ids)
+                .bind(at)
+                .execute(conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A project as the API shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProjectRow {
+    pub project_id: Uuid,
+    pub organization_id: Uuid,
+    pub name: String,
+    pub url: Option<String>,
+    pub repository_urls: Vec<String>,
+    pub azure_project_id: Option<String>,
+    pub azure_repository_ids: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ProjectRow {
+    /// The settings as a command takes them, to apply a partial update on top.
+    pub fn settings(&self) -> ProjectSettings {
+        ProjectSettings {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            repository_urls: self.repository_urls.clone(),
+            azure_project_id: self.azure_project_id.clone(),
+            azure_repository_ids: self.azure_repository_ids.clone(),
+        }
+    }
+}
+
+const COLUMNS: &str = "project_id, organization_id, name, url, repository_urls, azure_project_id, \
+                       azure_repository_ids, created_at, updated_at";
+
+/// Finds one project of an organization.
+pub async fn find(
+    pool: &PgPool,
+    organization_id: Uuid,
+    project_id: Uuid,
+) -> Result<Option<ProjectRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM projects WHERE organization_id = $1 AND project_id = $2"
+    ))
+    .bind(organization_id)
+    .bind(project_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Every project of an organization, by name.
+pub async fn list(pool: &PgPool, organization_id: Uuid) -> Result<Vec<ProjectRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM projects WHERE organization_id = $1 ORDER BY lower(name), project_id"
+    ))
+    .bind(organization_id)
+    .fetch_all(pool)
+    .await
+}

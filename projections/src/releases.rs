@@ -1,0 +1,174 @@
+//! Read model of releases: status and build count per release, listed per project.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_es::EventEnvelope;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use domain::release::{Release, ReleaseEvent, ReleaseRef, ReleaseStatus};
+
+use crate::organizations::aggregate_uuid;
+use crate::{Page, Projector};
+
+/// Projects release events into `releases`. Build counts are kept by the builds projection, which sees builds
+/// join releases.
+pub struct ReleasesProjector;
+
+#[async_trait]
+impl Projector<Release> for ReleasesProjector {
+    const NAME: &'static str = "releases";
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &EventEnvelope<Release>,
+    ) -> Result<(), sqlx::Error> {
+        let release_id = aggregate_uuid(&event.aggregate_id);
+        match &event.payload {
+            ReleaseEvent::ReleaseCreated {
+                release_id,
+                organization_id,
+                project_id,
+                name,
+                created_at,
+            } => {
+                // The builds projection may have counted builds already (it can run first after a replay).
+                sqlx::query(
+                    "INSERT INTO releases (release_id, organization_id, project_id, name, status, created_at)
+                     VALUES ($1, $2, $3, $4, 'active', $5)
+                     ON CONFLICT (release_id) DO UPDATE SET organization_id = $2, project_id = $3, name = $4,
+                        created_at = $5",
+                )
+                .bind(release_id)
+                .bind(organization_id)
+                .bind(project_id)
+                .bind(name)
+                .bind(created_at)
+                .execute(conn)
+                .await?;
+            }
+            ReleaseEvent::ReleaseCompleted { completed_at } => {
+                sqlx::query(
+                    "UPDATE releases SET status = 'completed', completed_at = $2 WHERE release_id = $1",
+                )
+                .bind(release_id)
+                .bind(completed_at)
+                .execute(conn)
+                .await?;
+            }
+            ReleaseEvent::ReleaseArchived { archived_at } => {
+                sqlx::query(
+                    "UPDATE releases SET status = 'archived', archived_at = $2 WHERE release_id = $1",
+                )
+                .bind(release_id)
+                .bind(archived_at)
+                .execute(conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A release as the API shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReleaseRow {
+    pub release_id: Uuid,
+    pub organization_id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub status: String,
+    pub build_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+impl ReleaseRow {
+    /// The release's status as the domain knows it.
+    pub fn status(&self) -> ReleaseStatus {
+        ReleaseStatus::parse(&self.status).unwrap_or(ReleaseStatus::Archived)
+    }
+
+    /// What the build queue needs to decide whether a build may join this release.
+    pub fn as_ref(&self) -> ReleaseRef {
+        ReleaseRef {
+            release_id: self.release_id,
+            project_id: self.project_id,
+            status: self.status(),
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "release_id, organization_id, project_id, name, status, build_count, created_at, completed_at, archived_at";
+
+/// Finds one release of an organization.
+pub async fn find(
+    pool: &PgPool,
+    organization_id: Uuid,
+    release_id: Uuid,
+) -> Result<Option<ReleaseRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM releases WHERE organization_id = $1 AND release_id = $2"
+    ))
+    .bind(organization_id)
+    .bind(release_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The active releases of a project, newest first.
+pub async fn active_for_project(
+    pool: &PgPool,
+    organization_id: Uuid,
+    project_id: Uuid,
+) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM releases
+         WHERE organization_id = $1 AND project_id = $2 AND status = 'active'
+         ORDER BY created_at DESC, release_id DESC"
+    ))
+    .bind(organization_id)
+    .bind(project_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Filter and position of a page of releases.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseFilter {
+    pub project_id: Option<Uuid>,
+    pub status: Option<ReleaseStatus>,
+    /// Keyset cursor: the `(created_at, release_id)` of the last row of the previous page.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// A page of an organization's releases, newest first.
+pub async fn page(
+    pool: &PgPool,
+    organization_id: Uuid,
+    filter: &ReleaseFilter,
+    limit: i64,
+) -> Result<Page<ReleaseRow>, sqlx::Error> {
+    let (after_time, after_id) = filter.after.unzip();
+    let rows = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM releases
+         WHERE organization_id = $1
+           AND ($2::uuid IS NULL OR project_id = $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::timestamptz IS NULL OR (created_at, release_id) < ($4, $5))
+         ORDER BY created_at DESC, release_id DESC
+         LIMIT $6"
+    ))
+    .bind(organization_id)
+    .bind(filter.project_id)
+    .bind(filter.status.map(ReleaseStatus::as_str))
+    .bind(after_time)
+    .bind(after_id)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(Page::from_overfetch(rows, limit))
+}
