@@ -19,6 +19,10 @@ pub struct Settings {
     #[arg(long, env = "LATHE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// Largest body the results-ingest API accepts, in bytes (10,000 results take about 3 MB).
+    #[arg(long, env = "LATHE_INGEST_MAX_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub ingest_max_bytes: usize,
+
     /// Address and port to listen on.
     #[arg(long, env = "LATHE_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
@@ -30,6 +34,7 @@ impl Settings {
         Self {
             database_url: SecretString::from(database_url.to_owned()),
             db_max_connections: 16,
+            ingest_max_bytes: 32 * 1024 * 1024,
             bind: "127.0.0.1:0".parse().expect("a valid socket address"),
         }
     }

@@ -18,6 +18,12 @@ pub enum ApiError {
     /// 400 / `BAD_USER_INPUT`: the request is malformed or breaks a validation rule.
     #[error("{0}")]
     BadUserInput(String),
+    /// 422 / `BAD_USER_INPUT`: a well-formed body with fields that are missing or wrong, each named.
+    #[error("{} invalid field(s): {}", .0.len(), .0.iter().map(|f| format!("{}: {}", f.field, f.message)).take(5).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<FieldError>),
+    /// 413: the body is larger than the endpoint accepts.
+    #[error("the body is larger than the {limit_bytes} bytes this endpoint accepts")]
+    PayloadTooLarge { limit_bytes: usize },
     /// 401 / `UNAUTHENTICATED`: no credentials, or credentials that are wrong, revoked or expired.
     #[error("{0}")]
     Unauthenticated(String),
@@ -42,7 +48,8 @@ impl ApiError {
     /// The GraphQL `extensions.code` of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadUserInput(_) => "BAD_USER_INPUT",
+            Self::BadUserInput(_) | Self::InvalidFields(_) => "BAD_USER_INPUT",
+            Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
@@ -56,6 +63,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadUserInput(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -87,7 +96,11 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log_if_internal();
-        let body = Json(json!({ "error": { "code": self.code(), "message": self.to_string() } }));
+        let mut error = json!({ "code": self.code(), "message": self.to_string() });
+        if let Self::InvalidFields(fields) = &self {
+            error["fields"] = json!(fields);
+        }
+        let body = Json(json!({ "error": error }));
         let mut response = (self.status(), body).into_response();
         if let Self::RateLimited { retry_after_secs } = self {
             response
@@ -95,6 +108,23 @@ impl IntoResponse for ApiError {
                 .insert("retry-after", retry_after_secs.into());
         }
         response
+    }
+}
+
+/// One wrong field of a request body, named by its JSON path (e.g. `test_results[3].status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -155,10 +185,12 @@ impl DomainRejection for BuildQueueError {
     fn to_api_error(&self) -> ApiError {
         match self {
             Self::NotFound | Self::NotQueued => ApiError::NotFound(self.to_string()),
-            Self::InvalidName(_) | Self::InvalidReason(_) | Self::ReleaseInAnotherProject => {
-                ApiError::BadUserInput(self.to_string())
-            }
+            Self::InvalidName(_)
+            | Self::InvalidReason(_)
+            | Self::InvalidTestTitle { .. }
+            | Self::ReleaseInAnotherProject => ApiError::BadUserInput(self.to_string()),
             Self::AlreadyReceived
+            | Self::UploadAlreadyRecorded
             | Self::AlreadyAssigned(_)
             | Self::AlreadyRejected
             | Self::ReleaseNotActive(_) => ApiError::Conflict(self.to_string()),

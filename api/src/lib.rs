@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod graphql;
+pub mod intake;
 pub mod keys;
 mod router;
 pub mod startup;

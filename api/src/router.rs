@@ -1,14 +1,16 @@
 //! Every route of the service, and the layers around them.
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRef, State};
 use axum::http::{Request, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::graphql::{self, LatheSchema};
+use crate::intake::{ingest, webhook};
 use crate::state::AppState;
 
 /// State of the router: handlers extract the part they need.
@@ -33,7 +35,16 @@ impl FromRef<RouterState> for LatheSchema {
 /// Builds the application's router.
 pub fn router(app: AppState) -> Router {
     let schema = graphql::build_schema(app.clone());
+    let ingest_limit = app.limits.ingest_max_bytes;
     Router::new()
+        .route(
+            "/api/webhooks/azure-devops",
+            post(webhook::azure_devops).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),
+        )
+        .route(
+            "/api/v1/results/ingest",
+            post(ingest::ingest).layer(DefaultBodyLimit::max(ingest_limit)),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/graphql/schema.graphql", get(graphql::schema_sdl))

@@ -4,7 +4,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::router::router;
-use crate::state::AppState;
+use crate::state::{AppState, Limits};
 
 /// A bound, ready-to-run service.
 pub struct Application {
@@ -22,7 +22,12 @@ impl Application {
         let listener = TcpListener::bind(settings.bind).await?;
         Ok(Self {
             listener,
-            state: AppState::new(pool),
+            state: AppState::new(
+                pool,
+                Limits {
+                    ingest_max_bytes: settings.ingest_max_bytes,
+                },
+            ),
         })
     }
 

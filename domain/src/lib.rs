@@ -6,9 +6,11 @@
 
 pub mod api_key;
 pub mod build_queue;
+pub mod matching;
 pub mod organization;
 pub mod project;
 pub mod release;
 mod text;
+pub mod urls;
 
 pub use text::{validate_name, NameError};

@@ -45,9 +45,8 @@ impl Projector<BuildQueue> for BuildsProjector {
                 let pull_request = details.pull_request.as_ref();
                 sqlx::query(
                     "INSERT INTO builds (build_id, organization_id, source, source_key, build_name, branch,
-                        commit_sha, pull_request_number, pull_request_repository_id, url, result, received_at,
-                        tests_total, tests_passed, tests_failed, tests_skipped)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                        commit_sha, pull_request_number, pull_request_repository_id, url, result, received_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(entry_id)
                 .bind(organization_id)
@@ -61,10 +60,6 @@ impl Projector<BuildQueue> for BuildsProjector {
                 .bind(&details.url)
                 .bind(&details.result)
                 .bind(received_at)
-                .bind(details.test_summary.total as i64)
-                .bind(details.test_summary.passed as i64)
-                .bind(details.test_summary.failed as i64)
-                .bind(details.test_summary.skipped as i64)
                 .execute(conn)
                 .await?;
             }
@@ -123,6 +118,26 @@ impl Projector<BuildQueue> for BuildsProjector {
                 .bind(queue_status::REJECTED)
                 .bind(reason)
                 .bind(rejected_at)
+                .execute(conn)
+                .await?;
+            }
+            BuildQueueEvent::TestResultsRecorded {
+                results,
+                summary,
+                recorded_at,
+                ..
+            } => {
+                crate::test_results::insert(conn, build_id, results, recorded_at).await?;
+                sqlx::query(
+                    "UPDATE builds SET tests_total = tests_total + $2, tests_passed = tests_passed + $3,
+                        tests_failed = tests_failed + $4, tests_skipped = tests_skipped + $5
+                     WHERE build_id = $1",
+                )
+                .bind(build_id)
+                .bind(summary.total as i64)
+                .bind(summary.passed as i64)
+                .bind(summary.failed as i64)
+                .bind(summary.skipped as i64)
                 .execute(conn)
                 .await?;
             }

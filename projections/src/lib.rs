@@ -7,14 +7,17 @@
 pub mod api_keys;
 pub mod builds;
 mod database;
+pub mod deliveries;
+pub mod idempotency;
 pub mod organizations;
 mod projector;
 pub mod projects;
 pub mod releases;
 mod store;
+pub mod test_results;
 
 pub use database::{connect, ensure_database, migrate, DatabaseError};
-pub use projector::{Projection, Projector};
+pub use projector::{Projection, ProjectionError, Projector};
 pub use store::{Actor, CommandContext, CommandError, EventStore, Handles};
 
 /// A page of rows from a read model, newest first, with whether more rows follow.

@@ -122,3 +122,22 @@ pub async fn list(pool: &PgPool, organization_id: Uuid) -> Result<Vec<ProjectRow
     .fetch_all(pool)
     .await
 }
+
+/// Every project of an organization as the matcher sees it.
+pub async fn candidates(
+    pool: &PgPool,
+    organization_id: Uuid,
+) -> Result<Vec<domain::matching::ProjectCandidate>, sqlx::Error> {
+    Ok(list(pool, organization_id)
+        .await?
+        .into_iter()
+        .map(|row| domain::matching::ProjectCandidate {
+            project_id: row.project_id,
+            name: row.name,
+            url: row.url,
+            repository_urls: row.repository_urls,
+            azure_project_id: row.azure_project_id,
+            azure_repository_ids: row.azure_repository_ids,
+        })
+        .collect())
+}

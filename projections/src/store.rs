@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use cqrs_es::{Aggregate, AggregateError, Query};
-use postgres_es::{postgres_cqrs, PostgresCqrs};
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore as _, Query};
+use postgres_es::{postgres_cqrs, PostgresCqrs, PostgresEventRepository};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -34,6 +35,8 @@ pub struct CommandContext {
     pub actor: Actor,
     pub request_id: Option<String>,
     pub at: DateTime<Utc>,
+    /// Further provenance, e.g. `azure.subscription_id` and `azure.notification_id` of a service-hook delivery.
+    pub extra: Vec<(String, String)>,
 }
 
 impl CommandContext {
@@ -43,6 +46,7 @@ impl CommandContext {
             actor: Actor::Operator,
             request_id: None,
             at: Utc::now(),
+            extra: Vec::new(),
         }
     }
 
@@ -69,6 +73,7 @@ impl CommandContext {
             metadata.insert("request_id".to_owned(), request_id.clone());
         }
         metadata.insert("at".to_owned(), self.at.to_rfc3339());
+        metadata.extend(self.extra.iter().cloned());
         metadata
     }
 }
@@ -109,6 +114,7 @@ pub struct EventStore {
     releases: PostgresCqrs<Release>,
     builds: PostgresCqrs<BuildQueue>,
     api_keys: PostgresCqrs<ApiKey>,
+    pool: PgPool,
 }
 
 impl EventStore {
@@ -140,9 +146,10 @@ impl EventStore {
             ),
             api_keys: postgres_cqrs(
                 pool.clone(),
-                queries(Projection::new(pool, api_keys::ApiKeysProjector)),
+                queries(Projection::new(pool.clone(), api_keys::ApiKeysProjector)),
                 (),
             ),
+            pool,
         }
     }
 
@@ -161,6 +168,20 @@ impl EventStore {
             .execute_with_metadata(&id.to_string(), command, context.metadata())
             .await
             .map_err(CommandError::from)
+    }
+}
+
+impl EventStore {
+    /// The current state of one aggregate, folded from its stored events (e.g. to answer a duplicate delivery
+    /// with what the first one did, even before the read model has caught up).
+    pub async fn load<A>(&self, id: Uuid) -> Result<A, CommandError<A::Error>>
+    where
+        A: Aggregate + Clone,
+    {
+        let store: PersistedEventStore<PostgresEventRepository, A> =
+            PersistedEventStore::new_event_store(PostgresEventRepository::new(self.pool.clone()));
+        let mut context = store.load_aggregate(&id.to_string()).await?;
+        Ok(context.aggregate().clone())
     }
 }
 

@@ -3,7 +3,9 @@
 
 mod auth;
 mod health;
+mod ingest;
 mod projects;
 mod queue;
 mod releases;
 mod schema;
+mod webhook;

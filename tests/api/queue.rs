@@ -110,7 +110,10 @@ async fn assigning_a_queued_build_adds_it_to_the_release() {
         json!({ "id": entry, "status": "ASSIGNED", "reason": null, "releaseId": release })
     );
     assert!(queue_ids(&app, &org.key, "PENDING").await.is_empty());
-    assert_eq!(queue_ids(&app, &org.key, "ASSIGNED").await, std::slice::from_ref(&entry));
+    assert_eq!(
+        queue_ids(&app, &org.key, "ASSIGNED").await,
+        std::slice::from_ref(&entry)
+    );
 
     let read = app
         .graphql_ok(

@@ -59,6 +59,11 @@ pub struct TestApp {
 
 /// Starts the application on a random port against a new, empty database.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with settings changed by `configure` first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // Quiet by default; `TEST_LOG=1` shows the service's logs (filtered by `RUST_LOG`).
     if std::env::var_os("TEST_LOG").is_some() {
         lathe_api::telemetry::init(lathe_api::telemetry::LogFormat::Text);
@@ -66,7 +71,9 @@ pub async fn spawn_app() -> TestApp {
     drop_leftover_databases().await;
     let name = format!("lathe_test_{}", Uuid::new_v4().simple());
     let database_url = database_url(&name);
-    let app = Application::build(&Settings::for_database(&database_url))
+    let mut settings = Settings::for_database(&database_url);
+    configure(&mut settings);
+    let app = Application::build(&settings)
         .await
         .expect("the application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -203,6 +210,7 @@ impl TestApp {
             },
             route: Route::Queue { project_id, reason },
             received_at: chrono::Utc::now(),
+            results: None,
         };
         self.state
             .store
@@ -211,4 +219,90 @@ impl TestApp {
             .expect("the build is queued");
         entry_id.to_string()
     }
+}
+
+/// How a test authenticates a webhook or ingest call.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    Bearer(String),
+    /// HTTP Basic with this user name and the key as password.
+    Basic(String, String),
+    OrgId(String),
+}
+
+/// A webhook or ingest answer: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// POSTs raw bytes as JSON to `path`.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        auth: &Auth,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .header("content-type", "application/json")
+            .body(body);
+        request = match auth {
+            Auth::None => request,
+            Auth::Bearer(key) => request.bearer_auth(key),
+            Auth::Basic(user, key) => request.basic_auth(user, Some(key)),
+            Auth::OrgId(id) => request.header("x-pt-org-id", id),
+        };
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("the request is sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer { status, body }
+    }
+
+    /// Delivers a service-hook event to the Azure DevOps webhook.
+    pub async fn webhook(&self, auth: &Auth, body: &Value) -> Answer {
+        self.post_raw(
+            "/api/webhooks/azure-devops",
+            auth,
+            serde_json::to_vec(body).unwrap(),
+            &[],
+        )
+        .await
+    }
+
+    /// Calls the results-ingest API.
+    pub async fn ingest(&self, auth: &Auth, body: &Value, headers: &[(&str, &str)]) -> Answer {
+        self.post_raw(
+            "/api/v1/results/ingest",
+            auth,
+            serde_json::to_vec(body).unwrap(),
+            headers,
+        )
+        .await
+    }
+}
+
+/// One of the Azure DevOps sample payloads in `tests/fixtures/azure-devops/`, as bytes.
+pub fn payload_bytes(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/fixtures/azure-devops/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+/// One of the sample payloads, parsed.
+pub fn payload(name: &str) -> Value {
+    let bytes = payload_bytes(name);
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    serde_json::from_slice(bytes).expect("the sample is JSON")
 }

@@ -31,6 +31,23 @@ pub fn decode(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     Ok((at, id.parse().map_err(|_| invalid())?))
 }
 
+/// Encodes a position in an ordered list (test results).
+pub fn encode_ordinal(ordinal: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("o|{ordinal}"))
+}
+
+/// Decodes a cursor made by [`encode_ordinal`].
+pub fn decode_ordinal(cursor: &str) -> Result<i64, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix("o|").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            ApiError::BadUserInput(format!("`after` is not a cursor from this API: {cursor}"))
+        })
+}
+
 /// Checks `first` and applies the default.
 pub fn page_size(first: Option<i32>) -> Result<i64, ApiError> {
     match first.unwrap_or(DEFAULT_PAGE) {

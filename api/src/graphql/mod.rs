@@ -157,6 +157,7 @@ impl<'a> Resolver<'a> {
             actor: self.principal.actor(),
             request_id: self.request_id.clone(),
             at: chrono::Utc::now(),
+            extra: Vec::new(),
         }
     }
 }

@@ -6,11 +6,12 @@ use uuid::Uuid;
 
 use domain::api_key::{ApiKey as ApiKeyAggregate, ApiKeyCommand, Scope};
 use domain::build_queue::{BuildQueue, BuildQueueCommand};
+use domain::organization::{Organization as OrganizationAggregate, OrganizationCommand};
 use domain::project::{Project as ProjectAggregate, ProjectCommand, ProjectSettings};
 use domain::release::{Release as ReleaseAggregate, ReleaseCommand};
-use projections::{api_keys, builds, projects, releases};
+use projections::{api_keys, builds, organizations, projects, releases};
 
-use super::types::{ApiKey, CreatedApiKey, Project, QueuedBuild, Release};
+use super::types::{ApiKey, CreatedApiKey, Organization, Project, QueuedBuild, Release};
 use super::{parse_id, Resolver};
 use crate::error::ApiError;
 use crate::keys;
@@ -278,6 +279,32 @@ impl MutationRoot {
         Ok(CreatedApiKey {
             key: issued.key,
             api_key: ApiKey(issued.row),
+        })
+    }
+
+    /// Turns `X-Pt-Org-Id` authentication of the webhook on or off for the caller's organization.
+    async fn set_org_id_authentication(
+        &self,
+        ctx: &Context<'_>,
+        enabled: bool,
+    ) -> async_graphql::Result<Organization> {
+        let r = Resolver::new(ctx, Scope::KeysManage)?;
+        r.state
+            .store
+            .execute::<OrganizationAggregate>(
+                r.organization_id(),
+                OrganizationCommand::SetOrgIdAuthentication { enabled },
+                &r.command_context(),
+            )
+            .await
+            .map_err(ApiError::from)?;
+        let row = organizations::find(&r.state.pool, r.organization_id())
+            .await?
+            .ok_or_else(|| ApiError::NotFound("the organization does not exist".to_owned()))?;
+        Ok(Organization {
+            id: ID(row.organization_id.to_string()),
+            name: row.name,
+            org_id_auth_enabled: row.org_id_auth_enabled,
         })
     }
 

@@ -4,11 +4,11 @@ use async_graphql::{Context, Object, ID};
 
 use domain::api_key::Scope;
 use projections::releases::ReleaseFilter;
-use projections::{api_keys, builds, organizations, projects, releases};
+use projections::{api_keys, builds, deliveries, organizations, projects, releases};
 
 use super::types::{
-    connection, scope_names, ApiKey, Build, Organization, Project, QueueStatus, QueuedBuild,
-    QueuedBuildConnection, Release, ReleaseConnection, ReleaseStatus,
+    connection, scope_names, ApiKey, Build, DeliveryConnection, Organization, Project, QueueStatus,
+    QueuedBuild, QueuedBuildConnection, Release, ReleaseConnection, ReleaseStatus,
 };
 use super::{cursor, parse_id, Resolver};
 use crate::error::ApiError;
@@ -138,6 +138,32 @@ impl QueryRoot {
             .await
             .map_err(ApiError::from)?;
         Ok(rows.into_iter().map(ApiKey).collect())
+    }
+
+    /// The organization's deliveries to the webhook and ingest endpoints, newest first: what arrived, and what
+    /// became of it and why. Refused deliveries whose caller could not be identified are not shown.
+    async fn webhook_deliveries(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        outcome: Option<String>,
+    ) -> async_graphql::Result<DeliveryConnection> {
+        let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let page = deliveries::page(
+            &r.state.pool,
+            r.organization_id(),
+            outcome.as_deref(),
+            cursor::after(after)?,
+            cursor::page_size(first)?,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(connection(
+            page,
+            |row| row.received_at,
+            super::types::Delivery,
+        ))
     }
 
     /// Every scope an API key can hold.

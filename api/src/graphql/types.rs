@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 
 use domain::api_key::Scope;
 use domain::build_queue::QueueReason as DomainQueueReason;
+use projections::deliveries::DeliveryRow;
+use projections::test_results::{self, TestResultRow};
 use projections::{api_keys::ApiKeyRow, builds, builds::BuildRow, projects, projects::ProjectRow};
 use projections::{releases::ReleaseRow, Page};
 
@@ -261,6 +263,151 @@ impl Build {
             skipped: self.0.tests_skipped,
         }
     }
+
+    /// The build's test results in upload order, optionally of one status.
+    async fn test_results(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<TestStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<TestResultConnection> {
+        let state = ctx.data_unchecked::<AppState>();
+        let limit = cursor::page_size(first)?;
+        let after = after.as_deref().map(cursor::decode_ordinal).transpose()?;
+        let page = test_results::page(
+            &state.pool,
+            self.0.build_id,
+            status.map(TestStatus::as_str),
+            after,
+            limit,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let items: Vec<(String, TestResult)> = page
+            .items
+            .into_iter()
+            .map(|row| (cursor::encode_ordinal(row.ordinal), TestResult(row)))
+            .collect();
+        let end_cursor = items.last().map(|(cursor, _)| cursor.clone());
+        Ok(TestResultConnection::from((
+            items,
+            PageInfo {
+                has_next_page: page.has_next_page,
+                end_cursor,
+            },
+        )))
+    }
+}
+
+/// Outcome of one test.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TestStatus {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+impl TestStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// One test result of a build.
+pub struct TestResult(pub TestResultRow);
+
+#[Object]
+impl TestResult {
+    async fn id(&self) -> ID {
+        ID(self.0.test_result_id.to_string())
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn status(&self) -> TestStatus {
+        match self.0.status.as_str() {
+            "passed" => TestStatus::Passed,
+            "skipped" => TestStatus::Skipped,
+            _ => TestStatus::Failed,
+        }
+    }
+    async fn duration_ms(&self) -> Option<i64> {
+        self.0.duration_ms
+    }
+    async fn error_message(&self) -> Option<&str> {
+        self.0.error_message.as_deref()
+    }
+    async fn priority(&self) -> Option<i32> {
+        self.0.priority
+    }
+    async fn steps(&self) -> Option<&str> {
+        self.0.steps.as_deref()
+    }
+    async fn tester_notes(&self) -> Option<&str> {
+        self.0.tester_notes.as_deref()
+    }
+    async fn environment(&self) -> Option<&str> {
+        self.0.environment.as_deref()
+    }
+    async fn recorded_at(&self) -> DateTime<Utc> {
+        self.0.recorded_at
+    }
+}
+
+/// One call to the webhook or ingest endpoint and what became of it.
+pub struct Delivery(pub DeliveryRow);
+
+#[Object]
+impl Delivery {
+    async fn id(&self) -> ID {
+        ID(self.0.delivery_id.to_string())
+    }
+    async fn received_at(&self) -> DateTime<Utc> {
+        self.0.received_at
+    }
+    /// `azure-devops` or `ingest`.
+    async fn source(&self) -> &str {
+        &self.0.source
+    }
+    async fn event_type(&self) -> Option<&str> {
+        self.0.event_type.as_deref()
+    }
+    /// `created`, `queued`, `duplicate`, `attached`, `ignored`, `filtered`, `unauthorized`, `invalid`,
+    /// `rate_limited` or `failed`.
+    async fn outcome(&self) -> &str {
+        &self.0.outcome
+    }
+    async fn http_status(&self) -> i32 {
+        self.0.http_status
+    }
+    /// What was done and why.
+    async fn message(&self) -> &str {
+        &self.0.message
+    }
+    async fn build_id(&self) -> Option<ID> {
+        self.0.build_id.map(|id| ID(id.to_string()))
+    }
+    async fn queued_build_id(&self) -> Option<ID> {
+        self.0.queued_build_id.map(|id| ID(id.to_string()))
+    }
+    /// The Azure DevOps service-hook subscription, to find the delivery in its history.
+    async fn subscription_id(&self) -> Option<&str> {
+        self.0.subscription_id.as_deref()
+    }
+    async fn notification_id(&self) -> Option<&str> {
+        self.0.notification_id.as_deref()
+    }
+    async fn event_id(&self) -> Option<&str> {
+        self.0.event_id.as_deref()
+    }
+    async fn request_id(&self) -> Option<&str> {
+        self.0.request_id.as_deref()
+    }
 }
 
 /// A release of a project.
@@ -416,6 +563,8 @@ macro_rules! connection_type {
 connection_type!(QueuedBuildConnection, QueuedBuildEdge, QueuedBuild);
 connection_type!(BuildConnection, BuildEdge, Build);
 connection_type!(ReleaseConnection, ReleaseEdge, Release);
+connection_type!(TestResultConnection, TestResultEdge, TestResult);
+connection_type!(DeliveryConnection, DeliveryEdge, Delivery);
 
 /// Where a page ends.
 #[derive(SimpleObject)]
@@ -459,6 +608,12 @@ pub trait RowId {
 impl RowId for BuildRow {
     fn row_id(&self) -> uuid::Uuid {
         self.build_id
+    }
+}
+
+impl RowId for DeliveryRow {
+    fn row_id(&self) -> uuid::Uuid {
+        self.delivery_id
     }
 }
 

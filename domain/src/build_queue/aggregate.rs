@@ -5,7 +5,9 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{BuildQueueCommand, BuildQueueError, BuildQueueEvent, QueueReason, Route};
+use super::{
+    BuildQueueCommand, BuildQueueError, BuildQueueEvent, QueueReason, Route, TestResultsUpload,
+};
 use crate::release::{ReleaseRef, ReleaseStatus};
 use crate::validate_name;
 
@@ -29,6 +31,8 @@ pub struct BuildQueue {
     pub status: EntryStatus,
     pub project_id: Option<Uuid>,
     pub release_id: Option<Uuid>,
+    /// Uploads already stored, so that a retried one is recognised.
+    pub upload_ids: Vec<Uuid>,
 }
 
 impl Aggregate for BuildQueue {
@@ -50,10 +54,14 @@ impl Aggregate for BuildQueue {
                 mut details,
                 route,
                 received_at,
+                results,
             } => {
                 if self.status != EntryStatus::New {
                     return Err(BuildQueueError::AlreadyReceived);
                 }
+                let recorded = results
+                    .map(|upload| self.record(upload, received_at))
+                    .transpose()?;
                 details.name =
                     validate_name(&details.name).map_err(BuildQueueError::InvalidName)?;
                 let routed = match route {
@@ -78,6 +86,16 @@ impl Aggregate for BuildQueue {
                 };
                 sink.write(received, self).await;
                 sink.write(routed, self).await;
+                if let Some(recorded) = recorded {
+                    sink.write(recorded, self).await;
+                }
+            }
+            BuildQueueCommand::RecordTestResults { upload, at } => {
+                if self.status == EntryStatus::New {
+                    return Err(BuildQueueError::NotFound);
+                }
+                let recorded = self.record(upload, at)?;
+                sink.write(recorded, self).await;
             }
             BuildQueueCommand::SelectProject { project_id } => {
                 self.require_queued()?;
@@ -140,11 +158,35 @@ impl Aggregate for BuildQueue {
                 self.release_id = Some(release_id);
             }
             BuildQueueEvent::QueuedBuildRejected { .. } => self.status = EntryStatus::Rejected,
+            BuildQueueEvent::TestResultsRecorded { upload_id, .. } => {
+                self.upload_ids.push(upload_id)
+            }
         }
     }
 }
 
 impl BuildQueue {
+    /// Validates an upload and turns it into its event; a retried upload is refused as already recorded.
+    fn record(
+        &self,
+        mut upload: TestResultsUpload,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<BuildQueueEvent, BuildQueueError> {
+        if self.upload_ids.contains(&upload.upload_id) {
+            return Err(BuildQueueError::UploadAlreadyRecorded);
+        }
+        for (index, result) in upload.results.iter_mut().enumerate() {
+            result.title = validate_test_title(&result.title)
+                .map_err(|error| BuildQueueError::InvalidTestTitle { index, error })?;
+        }
+        Ok(BuildQueueEvent::TestResultsRecorded {
+            upload_id: upload.upload_id,
+            summary: upload.summary(),
+            results: upload.results,
+            recorded_at: at,
+        })
+    }
+
     /// Only a waiting entry can be changed; anything else says why not.
     fn require_queued(&self) -> Result<(), BuildQueueError> {
         match self.status {
@@ -170,6 +212,18 @@ fn check_release(release: &ReleaseRef, project_id: Option<Uuid>) -> Result<(), B
         }
         _ => Ok(()),
     }
+}
+
+/// Test titles are often long (parameterised names), so they get more room than other names.
+fn validate_test_title(title: &str) -> Result<String, crate::NameError> {
+    let trimmed = title.trim();
+    if trimmed.is_empty() {
+        return Err(crate::NameError::Empty);
+    }
+    if trimmed.chars().count() > 2_000 {
+        return Err(crate::NameError::TooLong);
+    }
+    Ok(trimmed.to_owned())
 }
 
 /// The reason a queued build shows, derived from its project and the releases found for it.

@@ -89,7 +89,73 @@ pub struct BuildDetails {
     pub url: Option<String>,
     /// The outcome at the source (`succeeded`, `failed`, …) when it reported one.
     pub result: Option<String>,
-    pub test_summary: TestSummary,
+}
+
+/// Outcome of one test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TestStatus {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+impl TestStatus {
+    /// The stable lowercase name used on the wire and in read models.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// Parses [`TestStatus::as_str`] back.
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Passed, Self::Failed, Self::Skipped]
+            .into_iter()
+            .find(|status| status.as_str() == value)
+    }
+}
+
+/// One test result as a CI pipeline reported it. The text fields are the sources of the spec's work-item field
+/// mappings (title, priority, steps, tester notes, environment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResult {
+    pub test_result_id: Uuid,
+    pub title: String,
+    pub status: TestStatus,
+    pub duration_ms: Option<u64>,
+    pub error_message: Option<String>,
+    pub priority: Option<i32>,
+    pub steps: Option<String>,
+    pub tester_notes: Option<String>,
+    pub environment: Option<String>,
+}
+
+/// A batch of results from one ingest call, stored whole or not at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResultsUpload {
+    /// Identifies the call, so that a retried call is recognised and stored once.
+    pub upload_id: Uuid,
+    pub results: Vec<TestResult>,
+}
+
+impl TestResultsUpload {
+    /// Counts the upload's results by status.
+    pub fn summary(&self) -> TestSummary {
+        let mut summary = TestSummary {
+            total: self.results.len() as u64,
+            ..TestSummary::default()
+        };
+        for result in &self.results {
+            match result.status {
+                TestStatus::Passed => summary.passed += 1,
+                TestStatus::Failed => summary.failed += 1,
+                TestStatus::Skipped => summary.skipped += 1,
+            }
+        }
+        summary
+    }
 }
 
 /// Why a build waits in the queue instead of going straight into a release.
@@ -148,11 +214,18 @@ pub enum Route {
 )]
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuildQueueCommand {
+    /// Records a new build and where it goes; test results that came with it are stored in the same commit.
     ReceiveBuild {
         identity: BuildIdentity,
         details: BuildDetails,
         route: Route,
         received_at: DateTime<Utc>,
+        results: Option<TestResultsUpload>,
+    },
+    /// Adds test results to a build already received (by a webhook or an earlier ingest call).
+    RecordTestResults {
+        upload: TestResultsUpload,
+        at: DateTime<Utc>,
     },
     SelectProject {
         project_id: Uuid,

@@ -27,4 +27,9 @@ pub enum BuildQueueError {
     InvalidName(crate::NameError),
     #[error("rejection reason {0}")]
     InvalidReason(NameError),
+    /// A retried upload: its results are stored already.
+    #[error("these test results were already recorded")]
+    UploadAlreadyRecorded,
+    #[error("test result {index}: title {error}")]
+    InvalidTestTitle { index: usize, error: NameError },
 }

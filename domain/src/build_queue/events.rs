@@ -5,14 +5,10 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{BuildDetails, BuildSource, QueueReason};
+use super::{BuildDetails, BuildSource, QueueReason, TestResult, TestSummary};
 
 /// What happened to a build. `BuildReceived` is always followed, in the same commit, by `BuildCreatedInRelease` or
 /// `BuildQueued`.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "events are deserialized and applied once each; boxing would change nothing on the wire"
-)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BuildQueueEvent {
     BuildReceived {
@@ -43,6 +39,13 @@ pub enum BuildQueueEvent {
         reason: String,
         rejected_at: DateTime<Utc>,
     },
+    /// One upload's results, with their counts so that projections need not recount.
+    TestResultsRecorded {
+        upload_id: Uuid,
+        results: Vec<TestResult>,
+        summary: TestSummary,
+        recorded_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for BuildQueueEvent {
@@ -54,6 +57,7 @@ impl DomainEvent for BuildQueueEvent {
             Self::ProjectSelectedForBuild { .. } => "ProjectSelectedForBuild",
             Self::BuildAssignedToRelease { .. } => "BuildAssignedToRelease",
             Self::QueuedBuildRejected { .. } => "QueuedBuildRejected",
+            Self::TestResultsRecorded { .. } => "TestResultsRecorded",
         }
         .to_owned()
     }

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use cqrs_es::test::TestFramework;
 
 use super::*;
-use crate::build_queue::{BuildDetails, BuildIdentity, BuildSource, PullRequestRef};
+use crate::build_queue::{
+    BuildDetails, BuildIdentity, BuildSource, PullRequestRef, TestResult, TestResultsUpload,
+    TestStatus, TestSummary,
+};
 
 type BuildQueueTest = TestFramework<BuildQueue>;
 
@@ -70,6 +73,7 @@ fn receive(route: Route) -> BuildQueueCommand {
         details: details(),
         route,
         received_at: at(),
+        results: None,
     }
 }
 
@@ -169,6 +173,7 @@ fn a_blank_build_name_is_refused() {
                 reason: QueueReason::NoProjectMatched,
             },
             received_at: at(),
+            results: None,
         })
         .then_expect_error(BuildQueueError::InvalidName(crate::NameError::Empty));
 }
@@ -338,4 +343,122 @@ fn names_round_trip() {
     ] {
         assert_eq!(QueueReason::parse(reason.as_str()), Some(reason));
     }
+}
+
+fn upload(id: u128, statuses: &[TestStatus]) -> TestResultsUpload {
+    TestResultsUpload {
+        upload_id: Uuid::from_u128(id),
+        results: statuses
+            .iter()
+            .enumerate()
+            .map(|(n, status)| TestResult {
+                test_result_id: Uuid::from_u128(1000 + n as u128),
+                title: format!(" test {n} "),
+                status: *status,
+                duration_ms: Some(12),
+                error_message: None,
+                priority: None,
+                steps: None,
+                tester_notes: None,
+                environment: None,
+            })
+            .collect(),
+    }
+}
+
+fn recorded(id: u128, statuses: &[TestStatus]) -> BuildQueueEvent {
+    let mut upload = upload(id, statuses);
+    for result in &mut upload.results {
+        result.title = result.title.trim().to_owned();
+    }
+    BuildQueueEvent::TestResultsRecorded {
+        upload_id: upload.upload_id,
+        summary: upload.summary(),
+        results: upload.results,
+        recorded_at: at(),
+    }
+}
+
+#[test]
+fn results_that_come_with_a_build_are_stored_in_the_same_commit() {
+    use TestStatus::*;
+    BuildQueueTest::with(())
+        .given_no_previous_events()
+        .when(BuildQueueCommand::ReceiveBuild {
+            identity: identity(),
+            details: details(),
+            route: Route::Queue {
+                project_id: None,
+                reason: QueueReason::NoProjectMatched,
+            },
+            received_at: at(),
+            results: Some(upload(7, &[Passed, Failed, Skipped, Passed])),
+        })
+        .then_expect_events(vec![
+            received(),
+            BuildQueueEvent::BuildQueued {
+                project_id: None,
+                reason: QueueReason::NoProjectMatched,
+            },
+            recorded(7, &[Passed, Failed, Skipped, Passed]),
+        ]);
+}
+
+#[test]
+fn the_summary_counts_each_status() {
+    use TestStatus::*;
+    assert_eq!(
+        upload(1, &[Passed, Failed, Skipped, Passed]).summary(),
+        TestSummary {
+            total: 4,
+            passed: 2,
+            failed: 1,
+            skipped: 1
+        }
+    );
+}
+
+#[test]
+fn results_are_added_to_a_build_in_any_state_once_per_upload() {
+    use TestStatus::*;
+    let mut history = queued(Some(PROJECT), QueueReason::NoActiveRelease);
+    history.push(assigned());
+    BuildQueueTest::with(())
+        .given(history.clone())
+        .when(BuildQueueCommand::RecordTestResults {
+            upload: upload(8, &[Failed]),
+            at: at(),
+        })
+        .then_expect_events(vec![recorded(8, &[Failed])]);
+    history.push(recorded(8, &[Failed]));
+    BuildQueueTest::with(())
+        .given(history)
+        .when(BuildQueueCommand::RecordTestResults {
+            upload: upload(8, &[Failed]),
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::UploadAlreadyRecorded);
+}
+
+#[test]
+fn results_need_a_received_build_and_titled_tests() {
+    BuildQueueTest::with(())
+        .given_no_previous_events()
+        .when(BuildQueueCommand::RecordTestResults {
+            upload: upload(9, &[TestStatus::Passed]),
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::NotFound);
+    let mut untitled = upload(9, &[TestStatus::Passed, TestStatus::Passed]);
+    untitled.results[1].title = "  ".to_owned();
+    BuildQueueTest::with(())
+        .given(queued(None, QueueReason::NoProjectMatched))
+        .when(BuildQueueCommand::RecordTestResults {
+            upload: untitled,
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::InvalidTestTitle {
+            index: 1,
+            error: crate::NameError::Empty,
+        });
 }

@@ -1,0 +1,83 @@
+//! Recording each delivery in the delivery log, once, where the response is made.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use projections::deliveries::{self, DeliveryRow};
+
+use super::azure::DeliveryMeta;
+use super::IntakeResponse;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What is known of a delivery while it is handled.
+pub struct DeliveryLog {
+    pub delivery_id: Uuid,
+    pub received_at: DateTime<Utc>,
+    pub source: &'static str,
+    pub request_id: Option<String>,
+    pub organization_id: Option<Uuid>,
+    pub meta: DeliveryMeta,
+}
+
+impl DeliveryLog {
+    /// Starts the record of a delivery to `source` (`azure-devops` or `ingest`).
+    pub fn start(source: &'static str, request_id: Option<String>) -> Self {
+        Self {
+            delivery_id: Uuid::new_v4(),
+            received_at: Utc::now(),
+            source,
+            request_id,
+            organization_id: None,
+            meta: DeliveryMeta::default(),
+        }
+    }
+
+    /// Writes the record. A failure to write is logged and does not change the answer: the build itself is
+    /// already safe in the event store.
+    pub async fn finish(self, state: &AppState, result: &Result<(u16, IntakeResponse), ApiError>) {
+        let (outcome, http_status, message, build_id, queued_build_id) = match result {
+            Ok((status, response)) => (
+                response.outcome.as_str().to_owned(),
+                *status,
+                response.message.clone(),
+                response.build_id,
+                response.queued_build_id,
+            ),
+            Err(error) => {
+                let outcome = match error {
+                    ApiError::Unauthenticated(_) | ApiError::Forbidden(_) => "unauthorized",
+                    ApiError::Internal(_) => "failed",
+                    ApiError::RateLimited { .. } => "rate_limited",
+                    _ => "invalid",
+                };
+                (
+                    outcome.to_owned(),
+                    error.status().as_u16(),
+                    error.to_string(),
+                    None,
+                    None,
+                )
+            }
+        };
+        let row = DeliveryRow {
+            delivery_id: self.delivery_id,
+            organization_id: self.organization_id,
+            received_at: self.received_at,
+            source: self.source.to_owned(),
+            event_type: self.meta.event_type,
+            outcome,
+            http_status: i32::from(http_status),
+            message,
+            build_id,
+            queued_build_id,
+            subscription_id: self.meta.subscription_id,
+            notification_id: self.meta.notification_id,
+            event_id: self.meta.event_id,
+            request_id: self.request_id,
+        };
+        if let Err(error) = deliveries::record(&state.pool, &row).await {
+            tracing::error!(delivery.id = %row.delivery_id, error = %error, "cannot record the delivery");
+        }
+    }
+}

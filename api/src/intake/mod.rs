@@ -1,0 +1,277 @@
+//! Build intake: Azure DevOps service-hook deliveries and CI ingest calls become `BuildQueue` commands.
+//!
+//! Both endpoints turn their body into a [`BuildSubmission`], then [`submit`] matches a project, routes the build
+//! (into the project's one active release, or into the queue with a reason) and records it. A re-delivery of a
+//! build addresses the same aggregate and is answered `duplicate` with the first delivery's ids.
+
+mod azure;
+mod caller;
+mod deliveries;
+pub mod ingest;
+pub mod webhook;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use domain::build_queue::{
+    BuildDetails, BuildIdentity, BuildQueue, BuildQueueCommand, BuildQueueError, BuildSource,
+    EntryStatus, QueueReason, Route, TestResultsUpload,
+};
+use domain::matching::{match_project, BuildSignals, ProjectMatch};
+use projections::{projects, releases, CommandContext, CommandError};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use caller::{authenticate_intake, Caller};
+
+/// A build as an endpoint understood it, before matching and routing.
+#[derive(Debug, Clone)]
+pub struct BuildSubmission {
+    pub source: BuildSource,
+    /// The build's identity at its source, e.g. `dev.azure.com/fabrikam/2727068`.
+    pub source_key: String,
+    pub details: BuildDetails,
+    pub signals: BuildSignals,
+    /// A release the caller named (ingest `release`): its id or name.
+    pub release: Option<String>,
+    pub results: Option<TestResultsUpload>,
+}
+
+/// What became of a delivery, as the response and the delivery log state it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Queued,
+    Duplicate,
+    /// Test results were added to a build that an earlier delivery created or queued.
+    Attached,
+    Ignored,
+    Filtered,
+}
+
+impl Outcome {
+    /// The outcome's name in responses and the delivery log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Queued => "queued",
+            Self::Duplicate => "duplicate",
+            Self::Attached => "attached",
+            Self::Ignored => "ignored",
+            Self::Filtered => "filtered",
+        }
+    }
+}
+
+/// The body of a successful intake response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntakeResponse {
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued_build_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results_stored: Option<u64>,
+    pub message: String,
+}
+
+impl IntakeResponse {
+    /// A delivery that was understood and deliberately not turned into a build.
+    pub fn ignored(message: impl Into<String>) -> Self {
+        Self {
+            outcome: Outcome::Ignored,
+            build_id: None,
+            queued_build_id: None,
+            results_stored: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Matches, routes and records a build for `organization_id`.
+pub async fn submit(
+    state: &AppState,
+    organization_id: Uuid,
+    submission: BuildSubmission,
+    context: &CommandContext,
+) -> Result<IntakeResponse, ApiError> {
+    let identity = BuildIdentity {
+        organization_id,
+        source: submission.source,
+        key: submission.source_key.clone(),
+    };
+    let entry_id = identity.entry_id();
+    let (route, explanation) = route(state, organization_id, &submission).await?;
+    let results_count = submission.results.as_ref().map(|u| u.results.len() as u64);
+    let command = BuildQueueCommand::ReceiveBuild {
+        identity,
+        details: submission.details.clone(),
+        route: route.clone(),
+        received_at: context.at,
+        results: submission.results.clone(),
+    };
+    match state
+        .store
+        .execute::<BuildQueue>(entry_id, command, context)
+        .await
+    {
+        Ok(()) => Ok(match route {
+            Route::Release(release) => IntakeResponse {
+                outcome: Outcome::Created,
+                build_id: Some(entry_id),
+                queued_build_id: None,
+                results_stored: results_count,
+                message: format!(
+                    "build created in release {}; {explanation}",
+                    release.release_id
+                ),
+            },
+            Route::Queue { .. } => IntakeResponse {
+                outcome: Outcome::Queued,
+                build_id: None,
+                queued_build_id: Some(entry_id),
+                results_stored: results_count,
+                message: format!("build queued: {explanation}"),
+            },
+        }),
+        // Received before, or received by a concurrent delivery this very moment.
+        Err(CommandError::Domain(BuildQueueError::AlreadyReceived) | CommandError::Conflict) => {
+            match submission.results {
+                Some(upload) => attach(state, entry_id, upload, context).await,
+                None => duplicate(state, entry_id).await,
+            }
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Adds an upload's results to an existing build; a retried upload is a duplicate.
+async fn attach(
+    state: &AppState,
+    entry_id: Uuid,
+    upload: TestResultsUpload,
+    context: &CommandContext,
+) -> Result<IntakeResponse, ApiError> {
+    let count = upload.results.len() as u64;
+    // A conflict here means another command changed the build between our load and our append; the upload
+    // itself is still valid against the new state, so deciding again is safe.
+    for _ in 0..3 {
+        let command = BuildQueueCommand::RecordTestResults {
+            upload: upload.clone(),
+            at: context.at,
+        };
+        match state
+            .store
+            .execute::<BuildQueue>(entry_id, command, context)
+            .await
+        {
+            Ok(()) => {
+                let mut response = duplicate(state, entry_id).await?;
+                response.outcome = Outcome::Attached;
+                response.results_stored = Some(count);
+                response.message = format!("{count} test results added to an existing build");
+                return Ok(response);
+            }
+            Err(CommandError::Conflict) => continue,
+            Err(CommandError::Domain(BuildQueueError::UploadAlreadyRecorded)) => {
+                return duplicate(state, entry_id).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(ApiError::Conflict(
+        "the build kept changing while its results were stored; retry".to_owned(),
+    ))
+}
+
+/// Answers a re-delivery with what the first delivery made, read from the build's own events.
+async fn duplicate(state: &AppState, entry_id: Uuid) -> Result<IntakeResponse, ApiError> {
+    let build = state
+        .store
+        .load::<BuildQueue>(entry_id)
+        .await
+        .map_err(|error| ApiError::internal(anyhow::anyhow!("{error}")))?;
+    let (build_id, queued_build_id) = match build.status {
+        EntryStatus::New => {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "build {entry_id} was reported received but has no events"
+            )))
+        }
+        EntryStatus::Created => (Some(entry_id), None),
+        EntryStatus::Assigned => (Some(entry_id), Some(entry_id)),
+        EntryStatus::Queued | EntryStatus::Rejected => (None, Some(entry_id)),
+    };
+    Ok(IntakeResponse {
+        outcome: Outcome::Duplicate,
+        build_id,
+        queued_build_id,
+        results_stored: None,
+        message: "this build was already received; nothing new was created".to_owned(),
+    })
+}
+
+/// Decides where a new build goes, per the spec: one active release of the matched project → that release;
+/// otherwise the queue, with the reason.
+async fn route(
+    state: &AppState,
+    organization_id: Uuid,
+    submission: &BuildSubmission,
+) -> Result<(Route, String), ApiError> {
+    let candidates = projects::candidates(&state.pool, organization_id).await?;
+    let (project_id, by) = match match_project(&candidates, &submission.signals) {
+        ProjectMatch::Matched { project_id, by } => (project_id, by),
+        ProjectMatch::Ambiguous { by, candidates } => {
+            let route = Route::Queue {
+                project_id: None,
+                reason: QueueReason::ProjectAmbiguous,
+            };
+            let why = format!(
+                "{} projects match by {}; select the project",
+                candidates.len(),
+                by.describe()
+            );
+            return Ok((route, why));
+        }
+        ProjectMatch::NoMatch => {
+            let route = Route::Queue {
+                project_id: None,
+                reason: QueueReason::NoProjectMatched,
+            };
+            return Ok((route, "no project matched; select the project".to_owned()));
+        }
+    };
+    let mut active = releases::active_for_project(&state.pool, organization_id, project_id).await?;
+    if let Some(wanted) = submission.release.as_deref().map(str::trim) {
+        active.retain(|release| {
+            release.release_id.to_string() == wanted || release.name.eq_ignore_ascii_case(wanted)
+        });
+    }
+    let matched = format!("project matched by {}", by.describe());
+    Ok(match active.as_slice() {
+        [one] => (Route::Release(one.as_ref()), matched),
+        [] => (
+            Route::Queue {
+                project_id: Some(project_id),
+                reason: QueueReason::NoActiveRelease,
+            },
+            match &submission.release {
+                Some(wanted) => format!("{matched}, but it has no active release `{wanted}`"),
+                None => format!("{matched}, but it has no active release"),
+            },
+        ),
+        several => (
+            Route::Queue {
+                project_id: Some(project_id),
+                reason: QueueReason::SeveralActiveReleases,
+            },
+            format!(
+                "{matched}, which has {} active releases; assign one",
+                several.len()
+            ),
+        ),
+    })
+}

@@ -1,0 +1,112 @@
+//! `POST /api/webhooks/azure-devops`: Azure DevOps service-hook deliveries.
+//!
+//! Azure DevOps puts a subscription on probation after an error answer other than 408/502/503/504, and then loses
+//! new events. So whatever a retry cannot fix but is not the caller's mistake (an event type we do not handle, a
+//! delivery without resource details, the dialog's Test button) is answered 200 with a message saying what was
+//! done and why.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use projections::CommandContext;
+
+use super::azure::{self, Delivery};
+use super::deliveries::DeliveryLog;
+use super::{authenticate_intake, submit, IntakeResponse};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Azure DevOps's own payload limit.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Handles one delivery and records it in the delivery log.
+#[tracing::instrument(name = "webhook.azure_devops", skip_all, fields(org.id, outcome))]
+pub async fn azure_devops(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut log = DeliveryLog::start("azure-devops", request_id(&headers));
+    let result = handle(&state, &headers, body, &mut log).await;
+    let span = tracing::Span::current();
+    if let Some(org) = log.organization_id {
+        span.record("org.id", tracing::field::display(org));
+    }
+    match &result {
+        Ok((_, response)) => span.record("outcome", response.outcome.as_str()),
+        Err(error) => span.record("outcome", error.code()),
+    };
+    log.finish(&state, &result).await;
+    match result {
+        Ok((status, response)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            Json(response),
+        )
+            .into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    log: &mut DeliveryLog,
+) -> Result<(u16, IntakeResponse), ApiError> {
+    let body = body.map_err(|rejection| body_error(rejection, MAX_BODY_BYTES))?;
+    let caller = authenticate_intake(state, headers).await?;
+    log.organization_id = Some(caller.organization_id);
+    let value = parse_json(&body)?;
+    log.meta = azure::meta(&value);
+    let delivery = azure::interpret(&value, &log.meta).map_err(ApiError::BadUserInput)?;
+    let submission = match delivery {
+        Delivery::Ignore(why) => return Ok((200, IntakeResponse::ignored(why))),
+        Delivery::Build(submission) => *submission,
+    };
+    let mut extra = vec![("delivery.id".to_owned(), log.delivery_id.to_string())];
+    for (name, value) in [
+        ("azure.subscription_id", &log.meta.subscription_id),
+        ("azure.notification_id", &log.meta.notification_id),
+        ("azure.event_id", &log.meta.event_id),
+    ] {
+        if let Some(value) = value {
+            extra.push((name.to_owned(), value.clone()));
+        }
+    }
+    let context = CommandContext {
+        actor: caller.actor,
+        request_id: log.request_id.clone(),
+        at: log.received_at,
+        extra,
+    };
+    let response = submit(state, caller.organization_id, submission, &context).await?;
+    Ok((200, response))
+}
+
+/// The request id set by the request-id layer.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Parses a JSON body, tolerating a UTF-8 byte-order mark (some Windows-side senders prepend one).
+pub(crate) fn parse_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::BadUserInput(format!("the body is not valid JSON: {error}")))
+}
+
+/// Maps a body that could not be read to 413 (too large) or 400.
+pub(crate) fn body_error(rejection: BytesRejection, limit_bytes: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge { limit_bytes }
+    } else {
+        ApiError::BadUserInput(format!("the body could not be read: {rejection}"))
+    }
+}
