@@ -91,9 +91,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn prepare(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
     projections::ensure_database(settings.database_url()).await?;
-    let pool = projections::connect(settings.database_url(), 2).await?;
-    projections::migrate(&pool).await?;
-    Ok(pool)
+    projections::migrate(settings.database_url()).await?;
+    Ok(projections::connect(settings.database_url(), 2).await?)
 }
 
 /// Creates an organization and its first key, with every scope. Returns the id and the plaintext key.
@@ -102,8 +101,11 @@ pub async fn create_organization(
     name: &str,
 ) -> anyhow::Result<(Uuid, String)> {
     let store = EventStore::postgres(pool.clone());
-    let context = CommandContext::operator();
     let organization_id = Uuid::new_v4();
+    let context = CommandContext {
+        organization_id: Some(organization_id),
+        ..CommandContext::operator()
+    };
     store
         .execute::<Organization>(
             organization_id,

@@ -17,8 +17,8 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let url = settings.database_url();
         projections::ensure_database(url).await?;
+        projections::migrate(url).await?;
         let pool = projections::connect(url, settings.db_max_connections).await?;
-        projections::migrate(&pool).await?;
         let listener = TcpListener::bind(settings.bind).await?;
         Ok(Self {
             listener,

@@ -16,7 +16,9 @@ pub struct ApiKeysProjector;
 
 #[async_trait]
 impl Projector<ApiKey> for ApiKeysProjector {
-    const NAME: &'static str = "api_keys";
+    fn projection(&self) -> &'static str {
+        "api_keys"
+    }
 
     async fn apply(
         &self,

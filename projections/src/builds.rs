@@ -20,12 +20,14 @@ pub mod queue_status {
     pub const REJECTED: &str = "rejected";
 }
 
-/// Projects build-queue events into `builds`, and keeps each release's build count.
+/// Projects build-queue events into `builds` and `test_results`.
 pub struct BuildsProjector;
 
 #[async_trait]
 impl Projector<BuildQueue> for BuildsProjector {
-    const NAME: &'static str = "builds";
+    fn projection(&self) -> &'static str {
+        "builds"
+    }
 
     async fn apply(
         &self,
@@ -160,18 +162,6 @@ async fn add_to_release(
     .bind(release_id)
     .bind(project_id)
     .bind(at)
-    .execute(&mut *conn)
-    .await?;
-    // The release row exists unless its own projection is behind; then a placeholder row carries the count until
-    // `ReleaseCreated` fills in the rest.
-    sqlx::query(
-        "INSERT INTO releases (release_id, organization_id, project_id, name, status, build_count, created_at)
-         SELECT $1, organization_id, $2, '', 'active', 1, received_at FROM builds WHERE build_id = $3
-         ON CONFLICT (release_id) DO UPDATE SET build_count = releases.build_count + 1",
-    )
-    .bind(release_id)
-    .bind(project_id)
-    .bind(build_id)
     .execute(conn)
     .await?;
     Ok(())

@@ -2,7 +2,7 @@
 
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -42,18 +42,32 @@ fn is_duplicate_database(error: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "42P04")
 }
 
-/// Opens a pool. Unlike postgres-es's `default_postgress_pool`, a failure is an error, not a panic.
+/// The schema of the read models, searched before `public` (the event store) by every pooled connection.
+pub const READ_SCHEMA: &str = "read";
+
+/// Opens a pool whose connections find the read models first. Unlike postgres-es's `default_postgress_pool`, a
+/// failure is an error, not a panic.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DatabaseError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(DatabaseError::Connect)?
+        .options([("search_path", format!("{READ_SCHEMA},public"))]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect_with(options)
         .await
         .map_err(DatabaseError::Connect)
 }
 
 /// Applies every migration in `migrations/` that has not been applied yet, the event store's tables included.
-pub async fn migrate(pool: &PgPool) -> Result<(), DatabaseError> {
-    sqlx::migrate!("../migrations").run(pool).await?;
+///
+/// Runs on a connection of its own with the default search path, so that sqlx's bookkeeping table and every
+/// unqualified name in a migration stay in `public`.
+pub async fn migrate(url: &str) -> Result<(), DatabaseError> {
+    let mut conn = PgConnection::connect(url)
+        .await
+        .map_err(DatabaseError::Connect)?;
+    sqlx::migrate!("../migrations").run(&mut conn).await?;
+    conn.close().await.map_err(DatabaseError::Connect)?;
     Ok(())
 }

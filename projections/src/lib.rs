@@ -1,10 +1,11 @@
 //! Lathe's read models and its event store seam. Every SQL statement of the service lives in this crate.
 //!
-//! Commands go through [`EventStore`], which appends events with postgres-es and then hands them to the
-//! projections here. Each projection keeps its own relational tables and a per-aggregate checkpoint, and reads the
-//! events it applies back from the event table, so that a lost or reordered dispatch is repaired by the next one.
+//! Commands go through [`EventStore`], whose repository appends the events and applies every projection in the
+//! same transaction: a read model is never behind its events, and nothing is half-written. `replay` rebuilds the
+//! read models from the event table aside and swaps them in; `audit` verifies and exports the history.
 
 pub mod api_keys;
+pub mod audit;
 pub mod builds;
 mod database;
 pub mod deliveries;
@@ -17,8 +18,8 @@ mod store;
 pub mod test_results;
 
 pub use database::{connect, ensure_database, migrate, DatabaseError};
-pub use projector::{Projection, ProjectionError, Projector};
-pub use store::{Actor, CommandContext, CommandError, EventStore, Handles};
+pub use projector::{ProjectionError, Projector, Registry, Selection, StoredEvent};
+pub use store::{Actor, CommandContext, CommandError, EventStore, Handles, OnConflict};
 
 /// A page of rows from a read model, newest first, with whether more rows follow.
 #[derive(Debug, Clone)]

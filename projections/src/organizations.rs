@@ -14,7 +14,9 @@ pub struct OrganizationsProjector;
 
 #[async_trait]
 impl Projector<Organization> for OrganizationsProjector {
-    const NAME: &'static str = "organizations";
+    fn projection(&self) -> &'static str {
+        "organizations"
+    }
 
     async fn apply(
         &self,

@@ -1,18 +1,27 @@
-//! The machinery shared by every projection: checkpoints, catch-up from the event table, and error logging.
+//! How events reach read models: every projector runs inside the transaction that appends the events, so a read
+//! model is never behind or ahead of the event store, and a failure in either rolls back both.
 
 use std::collections::HashMap;
-use std::marker::PhantomData;
 
 use async_trait::async_trait;
-use cqrs_es::{Aggregate, EventEnvelope, Query};
-use sqlx::{PgConnection, PgPool, Row};
+use cqrs_es::{Aggregate, EventEnvelope};
+use serde::Deserialize;
+use sqlx::PgConnection;
 
-/// One read model's reaction to one aggregate type's events. It writes only through the connection it is given,
-/// which is inside the transaction that also moves its checkpoint.
+use domain::api_key::ApiKey;
+use domain::build_queue::BuildQueue;
+use domain::organization::Organization;
+use domain::project::Project;
+use domain::release::Release;
+
+use crate::{api_keys, builds, organizations, projects, releases};
+
+/// One read model's reaction to one aggregate type's events. It writes only through the connection it is given.
 #[async_trait]
 pub trait Projector<A: Aggregate>: Send + Sync {
-    /// A stable name, used as the checkpoint key.
-    const NAME: &'static str;
+    /// The projection (read model) this projector feeds. Several projectors, of different aggregate types, may
+    /// feed one projection; `lathe replay --projection NAME` rebuilds them together.
+    fn projection(&self) -> &'static str;
 
     /// Applies one event to the read model.
     async fn apply(
@@ -22,103 +31,14 @@ pub trait Projector<A: Aggregate>: Send + Sync {
     ) -> Result<(), sqlx::Error>;
 }
 
-/// A [`Projector`] wired as a cqrs-es [`Query`].
-///
-/// cqrs-es dispatches after the commit and ignores the outcome, and two commands on one aggregate may dispatch out
-/// of order. So the dispatched events are used only as a signal: the projection locks its checkpoint for the
-/// aggregate, reads every stored event past it, applies them in order, and moves the checkpoint, all in one
-/// transaction. An update that was lost is thus applied by the next dispatch for that aggregate, and nothing is
-/// applied twice.
-pub struct Projection<A, P> {
-    pool: PgPool,
-    projector: P,
-    aggregate: PhantomData<fn() -> A>,
-}
-
-impl<A: Aggregate, P: Projector<A>> Projection<A, P> {
-    /// Wraps `projector` so that it can be given to the CQRS framework.
-    pub fn new(pool: PgPool, projector: P) -> Self {
-        Self {
-            pool,
-            projector,
-            aggregate: PhantomData,
-        }
-    }
-
-    /// Applies every stored event of one aggregate that this projection has not applied yet.
-    pub async fn catch_up(&self, aggregate_id: &str) -> Result<usize, ProjectionError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO projection_checkpoints (projection, aggregate_type, aggregate_id, last_sequence)
-             VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-        )
-        .bind(P::NAME)
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .execute(&mut *tx)
-        .await?;
-        // The row lock serializes concurrent dispatches for one aggregate.
-        let last: i64 = sqlx::query_scalar(
-            "SELECT last_sequence FROM projection_checkpoints
-             WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE",
-        )
-        .bind(P::NAME)
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let rows = sqlx::query(
-            "SELECT sequence, payload, metadata FROM events
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(last)
-        .fetch_all(&mut *tx)
-        .await?;
-        let Some(newest) = rows.last().map(|row| row.get::<i64, _>("sequence")) else {
-            return Ok(0);
-        };
-        for row in &rows {
-            let envelope = EventEnvelope::<A> {
-                aggregate_id: aggregate_id.to_owned(),
-                sequence: row.get::<i64, _>("sequence") as usize,
-                payload: serde_json::from_value(row.get("payload"))?,
-                metadata: serde_json::from_value::<HashMap<String, String>>(row.get("metadata"))
-                    .unwrap_or_default(),
-            };
-            self.projector.apply(&mut tx, &envelope).await?;
-        }
-        sqlx::query(
-            "UPDATE projection_checkpoints SET last_sequence = $4
-             WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3",
-        )
-        .bind(P::NAME)
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(newest)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(rows.len())
-    }
-}
-
-#[async_trait]
-impl<A: Aggregate + 'static, P: Projector<A> + 'static> Query<A> for Projection<A, P> {
-    async fn dispatch(&self, aggregate_id: &str, _events: &[EventEnvelope<A>]) {
-        if let Err(error) = self.catch_up(aggregate_id).await {
-            // Logged here, where it is handled: the read model stays behind until the next event of this
-            // aggregate (or a replay) applies the missed ones.
-            tracing::error!(
-                projection = P::NAME,
-                aggregate.r#type = A::TYPE,
-                aggregate.id = aggregate_id,
-                error = %error,
-                "projection update failed; the read model is behind its events"
-            );
-        }
-    }
+/// An event as the event table holds it.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
 }
 
 /// Why a projection could not apply events.
@@ -126,8 +46,212 @@ impl<A: Aggregate + 'static, P: Projector<A> + 'static> Query<A> for Projection<
 pub enum ProjectionError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("stored event does not deserialize: {0}")]
-    Deserialize(#[from] serde_json::Error),
+    #[error(
+        "stored event {aggregate_type}/{aggregate_id}#{sequence} does not deserialize: {source}"
+    )]
+    Deserialize {
+        aggregate_type: String,
+        aggregate_id: String,
+        sequence: i64,
+        source: serde_json::Error,
+    },
+}
+
+/// Which projections to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Only(Vec<String>),
+}
+
+impl Selection {
+    fn includes(&self, projection: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(names) => names.iter().any(|name| name == projection),
+        }
+    }
+}
+
+/// The projectors of one aggregate type, behind a type-erased face so that the registry can hold all of them.
+#[async_trait]
+trait AggregateProjectors: Send + Sync {
+    fn projections(&self) -> Vec<&'static str>;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+        selection: &Selection,
+        skip_at_or_below: &HashMap<&'static str, i64>,
+    ) -> Result<(), ProjectionError>;
+}
+
+struct Typed<A: Aggregate> {
+    projectors: Vec<Box<dyn Projector<A>>>,
+}
+
+#[async_trait]
+impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
+    fn projections(&self) -> Vec<&'static str> {
+        self.projectors.iter().map(|p| p.projection()).collect()
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+        selection: &Selection,
+        skip_at_or_below: &HashMap<&'static str, i64>,
+    ) -> Result<(), ProjectionError> {
+        let deserialize_error = |source| ProjectionError::Deserialize {
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence,
+            source,
+        };
+        // Deserialized once for every projector of the type.
+        let envelope = EventEnvelope::<A> {
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence as usize,
+            payload: A::Event::deserialize(&event.payload).map_err(deserialize_error)?,
+            metadata: HashMap::<String, String>::deserialize(&event.metadata).unwrap_or_default(),
+        };
+        for projector in &self.projectors {
+            let projection = projector.projection();
+            let seen = skip_at_or_below.get(projection).copied().unwrap_or(0);
+            if selection.includes(projection) && event.sequence > seen {
+                projector.apply(conn, &envelope).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every projector of the service, by aggregate type.
+pub struct Registry {
+    by_type: HashMap<&'static str, Box<dyn AggregateProjectors>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+impl Registry {
+    /// The service's projectors.
+    pub fn standard() -> Self {
+        let mut registry = Self {
+            by_type: HashMap::new(),
+        };
+        registry.register::<Organization>(vec![Box::new(organizations::OrganizationsProjector)]);
+        registry.register::<Project>(vec![Box::new(projects::ProjectsProjector)]);
+        registry.register::<Release>(vec![Box::new(releases::ReleasesProjector)]);
+        registry.register::<BuildQueue>(vec![
+            Box::new(builds::BuildsProjector),
+            Box::new(releases::ReleaseBuildCountsProjector),
+        ]);
+        registry.register::<ApiKey>(vec![Box::new(api_keys::ApiKeysProjector)]);
+        registry
+    }
+
+    fn register<A: Aggregate + 'static>(&mut self, projectors: Vec<Box<dyn Projector<A>>>) {
+        self.by_type.insert(A::TYPE, Box::new(Typed { projectors }));
+    }
+
+    /// Every projection name, sorted.
+    pub fn projections(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self
+            .by_type
+            .values()
+            .flat_map(|p| p.projections())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// The aggregate types whose events feed the selected projections.
+    pub fn aggregate_types(&self, selection: &Selection) -> Vec<&'static str> {
+        let mut types: Vec<&'static str> = self
+            .by_type
+            .iter()
+            .filter(|(_, p)| p.projections().iter().any(|name| selection.includes(name)))
+            .map(|(aggregate_type, _)| *aggregate_type)
+            .collect();
+        types.sort_unstable();
+        types
+    }
+
+    /// The projections fed by one aggregate type.
+    pub fn projections_of(&self, aggregate_type: &str) -> Vec<&'static str> {
+        self.by_type
+            .get(aggregate_type)
+            .map(|p| p.projections())
+            .unwrap_or_default()
+    }
+
+    /// Applies events in order. Events already applied to a projection (by the per-aggregate checkpoint in
+    /// `skip_at_or_below`, keyed by projection) are skipped; the caller moves the checkpoints.
+    pub async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+        selection: &Selection,
+        skip_at_or_below: &HashMap<&'static str, i64>,
+    ) -> Result<(), ProjectionError> {
+        for event in events {
+            if let Some(projectors) = self.by_type.get(event.aggregate_type.as_str()) {
+                projectors
+                    .apply(conn, event, selection, skip_at_or_below)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one aggregate's new events and moves its checkpoints, skipping what a checkpoint says was applied.
+    pub async fn apply_inline(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        let projections = self.projections_of(&last.aggregate_type);
+        if projections.is_empty() {
+            return Ok(());
+        }
+        // One round trip: read the old checkpoints (locked) and move them to the new last sequence.
+        let old: Vec<(String, i64)> = sqlx::query_as(
+            "WITH old AS (
+                SELECT projection, last_sequence FROM projection_checkpoints
+                WHERE projection = ANY($1) AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE),
+             moved AS (
+                INSERT INTO projection_checkpoints (projection, aggregate_type, aggregate_id, last_sequence)
+                SELECT name, $2, $3, $4 FROM unnest($1::text[]) AS name
+                ON CONFLICT (projection, aggregate_type, aggregate_id)
+                DO UPDATE SET last_sequence = GREATEST(projection_checkpoints.last_sequence, EXCLUDED.last_sequence))
+             SELECT projection, last_sequence FROM old",
+        )
+        .bind(&projections)
+        .bind(&last.aggregate_type)
+        .bind(&last.aggregate_id)
+        .bind(last.sequence)
+        .fetch_all(&mut *conn)
+        .await?;
+        let skip: HashMap<&'static str, i64> = projections
+            .iter()
+            .filter_map(|name| {
+                old.iter()
+                    .find(|(projection, _)| projection == name)
+                    .map(|(_, sequence)| (*name, *sequence))
+            })
+            .collect();
+        self.apply(conn, events, &Selection::All, &skip).await
+    }
 }
 
 /// The time recorded in an event's metadata by [`crate::EventStore::execute`].

@@ -17,7 +17,9 @@ pub struct ProjectsProjector;
 
 #[async_trait]
 impl Projector<Project> for ProjectsProjector {
-    const NAME: &'static str = "projects";
+    fn projection(&self) -> &'static str {
+        "projects"
+    }
 
     async fn apply(
         &self,

@@ -6,18 +6,20 @@ use cqrs_es::EventEnvelope;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use domain::build_queue::{BuildQueue, BuildQueueEvent};
 use domain::release::{Release, ReleaseEvent, ReleaseRef, ReleaseStatus};
 
 use crate::organizations::aggregate_uuid;
 use crate::{Page, Projector};
 
-/// Projects release events into `releases`. Build counts are kept by the builds projection, which sees builds
-/// join releases.
+/// Projects release events into `releases`.
 pub struct ReleasesProjector;
 
 #[async_trait]
 impl Projector<Release> for ReleasesProjector {
-    const NAME: &'static str = "releases";
+    fn projection(&self) -> &'static str {
+        "releases"
+    }
 
     async fn apply(
         &self,
@@ -33,12 +35,9 @@ impl Projector<Release> for ReleasesProjector {
                 name,
                 created_at,
             } => {
-                // The builds projection may have counted builds already (it can run first after a replay).
                 sqlx::query(
                     "INSERT INTO releases (release_id, organization_id, project_id, name, status, created_at)
-                     VALUES ($1, $2, $3, $4, 'active', $5)
-                     ON CONFLICT (release_id) DO UPDATE SET organization_id = $2, project_id = $3, name = $4,
-                        created_at = $5",
+                     VALUES ($1, $2, $3, $4, 'active', $5)",
                 )
                 .bind(release_id)
                 .bind(organization_id)
@@ -66,6 +65,33 @@ impl Projector<Release> for ReleasesProjector {
                 .execute(conn)
                 .await?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// Keeps each release's build count from the builds that join it (build-queue events), as part of the releases
+/// projection.
+pub struct ReleaseBuildCountsProjector;
+
+#[async_trait]
+impl Projector<BuildQueue> for ReleaseBuildCountsProjector {
+    fn projection(&self) -> &'static str {
+        "releases"
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &EventEnvelope<BuildQueue>,
+    ) -> Result<(), sqlx::Error> {
+        if let BuildQueueEvent::BuildCreatedInRelease { release_id, .. }
+        | BuildQueueEvent::BuildAssignedToRelease { release_id, .. } = &event.payload
+        {
+            sqlx::query("UPDATE releases SET build_count = build_count + 1 WHERE release_id = $1")
+                .bind(release_id)
+                .execute(conn)
+                .await?;
         }
         Ok(())
     }

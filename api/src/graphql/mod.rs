@@ -155,6 +155,7 @@ impl<'a> Resolver<'a> {
     pub fn command_context(&self) -> CommandContext {
         CommandContext {
             actor: self.principal.actor(),
+            organization_id: Some(self.principal.organization_id),
             request_id: self.request_id.clone(),
             at: chrono::Utc::now(),
             extra: Vec::new(),

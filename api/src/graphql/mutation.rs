@@ -9,7 +9,7 @@ use domain::build_queue::{BuildQueue, BuildQueueCommand};
 use domain::organization::{Organization as OrganizationAggregate, OrganizationCommand};
 use domain::project::{Project as ProjectAggregate, ProjectCommand, ProjectSettings};
 use domain::release::{Release as ReleaseAggregate, ReleaseCommand};
-use projections::{api_keys, builds, organizations, projects, releases};
+use projections::{api_keys, builds, organizations, projects, releases, OnConflict};
 
 use super::types::{ApiKey, CreatedApiKey, Organization, Project, QueuedBuild, Release};
 use super::{parse_id, Resolver};
@@ -104,12 +104,15 @@ impl MutationRoot {
         if let Some(ids) = input.azure_repository_ids {
             settings.azure_repository_ids = ids;
         }
+        // The settings were merged onto what we read: deciding again after a concurrent change would silently
+        // overwrite it, so a lost race is the caller's CONFLICT.
         r.state
             .store
-            .execute::<ProjectAggregate>(
+            .execute_with::<ProjectAggregate>(
                 project_id,
                 ProjectCommand::UpdateProject { settings },
                 &r.command_context(),
+                OnConflict::Fail,
             )
             .await
             .map_err(ApiError::from)?;

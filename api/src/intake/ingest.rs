@@ -69,6 +69,7 @@ async fn handle(
     let value = parse_json(&body)?;
     let submission = parse_body(&value, organization_id, idempotency_key.as_deref())?;
     let context = CommandContext {
+        organization_id: Some(organization_id),
         actor: caller.actor,
         request_id: log.request_id.clone(),
         at: log.received_at,

@@ -157,35 +157,28 @@ async fn attach(
     context: &CommandContext,
 ) -> Result<IntakeResponse, ApiError> {
     let count = upload.results.len() as u64;
-    // A conflict here means another command changed the build between our load and our append; the upload
-    // itself is still valid against the new state, so deciding again is safe.
-    for _ in 0..3 {
-        let command = BuildQueueCommand::RecordTestResults {
-            upload: upload.clone(),
-            at: context.at,
-        };
-        match state
-            .store
-            .execute::<BuildQueue>(entry_id, command, context)
-            .await
-        {
-            Ok(()) => {
-                let mut response = duplicate(state, entry_id).await?;
-                response.outcome = Outcome::Attached;
-                response.results_stored = Some(count);
-                response.message = format!("{count} test results added to an existing build");
-                return Ok(response);
-            }
-            Err(CommandError::Conflict) => continue,
-            Err(CommandError::Domain(BuildQueueError::UploadAlreadyRecorded)) => {
-                return duplicate(state, entry_id).await;
-            }
-            Err(error) => return Err(error.into()),
+    // A lost race is decided again by the event store: the upload is valid against any state of the build.
+    let command = BuildQueueCommand::RecordTestResults {
+        upload,
+        at: context.at,
+    };
+    match state
+        .store
+        .execute::<BuildQueue>(entry_id, command, context)
+        .await
+    {
+        Ok(()) => {
+            let mut response = duplicate(state, entry_id).await?;
+            response.outcome = Outcome::Attached;
+            response.results_stored = Some(count);
+            response.message = format!("{count} test results added to an existing build");
+            Ok(response)
         }
+        Err(CommandError::Domain(BuildQueueError::UploadAlreadyRecorded)) => {
+            duplicate(state, entry_id).await
+        }
+        Err(error) => Err(error.into()),
     }
-    Err(ApiError::Conflict(
-        "the build kept changing while its results were stored; retry".to_owned(),
-    ))
 }
 
 /// Answers a re-delivery with what the first delivery made, read from the build's own events.

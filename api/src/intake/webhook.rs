@@ -78,6 +78,7 @@ async fn handle(
         }
     }
     let context = CommandContext {
+        organization_id: Some(caller.organization_id),
         actor: caller.actor,
         request_id: log.request_id.clone(),
         at: log.received_at,

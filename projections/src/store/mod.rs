@@ -1,14 +1,18 @@
 //! The event store seam: the one place that knows which event store backs each aggregate and which projections
-//! follow it. A second backend (SQLite) is a second constructor here.
+//! follow it. A second backend (SQLite) is a second repository and constructor here.
+
+mod repository;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore as _, Query};
-use postgres_es::{postgres_cqrs, PostgresCqrs, PostgresEventRepository};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore as _};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+pub use repository::LatheEventRepository;
 
 use domain::api_key::ApiKey;
 use domain::build_queue::BuildQueue;
@@ -16,7 +20,10 @@ use domain::organization::Organization;
 use domain::project::Project;
 use domain::release::Release;
 
-use crate::{api_keys, builds, organizations, projects, releases, Projection};
+use crate::projector::Registry;
+
+/// The framework that handles one aggregate type's commands.
+pub type Framework<A> = CqrsFramework<A, PersistedEventStore<LatheEventRepository, A>>;
 
 /// Who caused a command, recorded in the metadata of every event it produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,10 +36,12 @@ pub enum Actor {
     Operator,
 }
 
-/// Context recorded with each event: who, in which request, when.
+/// Context recorded with each event: who, for which organization, in which request, when.
 #[derive(Debug, Clone)]
 pub struct CommandContext {
     pub actor: Actor,
+    /// The organization the command acts in; stored with its events so that auditors see their own.
+    pub organization_id: Option<Uuid>,
     pub request_id: Option<String>,
     pub at: DateTime<Utc>,
     /// Further provenance, e.g. `azure.subscription_id` and `azure.notification_id` of a service-hook delivery.
@@ -44,6 +53,7 @@ impl CommandContext {
     pub fn operator() -> Self {
         Self {
             actor: Actor::Operator,
+            organization_id: None,
             request_id: None,
             at: Utc::now(),
             extra: Vec::new(),
@@ -68,6 +78,9 @@ impl CommandContext {
             Actor::Operator => {
                 metadata.insert("actor.type".to_owned(), "operator".to_owned());
             }
+        }
+        if let Some(organization_id) = self.organization_id {
+            metadata.insert("organization_id".to_owned(), organization_id.to_string());
         }
         if let Some(request_id) = &self.request_id {
             metadata.insert("request_id".to_owned(), request_id.clone());
@@ -104,56 +117,49 @@ impl<E: std::error::Error> From<AggregateError<E>> for CommandError<E> {
 
 /// Gives the framework that handles one aggregate type.
 pub trait Handles<A: Aggregate> {
-    fn framework(&self) -> &PostgresCqrs<A>;
+    fn framework(&self) -> &Framework<A>;
 }
 
-/// Every aggregate's command handler, each with the projections that follow its events.
+/// Whether a command that lost an optimistic-concurrency race may be decided again against the new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// The command carries only intent; `handle` re-checks every rule against the state it loads. Retried a few
+    /// times before the caller gets `Conflict`.
+    Redecide,
+    /// The command was computed from state the caller read (e.g. a partial update merged onto a read model):
+    /// deciding it again would overwrite the concurrent change, so the caller gets `Conflict` at once.
+    Fail,
+}
+
+/// How many times a command is decided in all when it keeps losing races.
+const MAX_ATTEMPTS: usize = 4;
+
+/// Every aggregate's command handler. Each append carries its read-model updates in the same transaction.
 pub struct EventStore {
-    organizations: PostgresCqrs<Organization>,
-    projects: PostgresCqrs<Project>,
-    releases: PostgresCqrs<Release>,
-    builds: PostgresCqrs<BuildQueue>,
-    api_keys: PostgresCqrs<ApiKey>,
-    pool: PgPool,
+    organizations: Framework<Organization>,
+    projects: Framework<Project>,
+    releases: Framework<Release>,
+    builds: Framework<BuildQueue>,
+    api_keys: Framework<ApiKey>,
+    repository: LatheEventRepository,
 }
 
 impl EventStore {
-    /// The PostgreSQL event store (postgres-es, no snapshots: its snapshot stores double-apply events).
+    /// The PostgreSQL event store with the service's projections.
     pub fn postgres(pool: PgPool) -> Self {
+        let repository = LatheEventRepository::new(pool, Arc::new(Registry::standard()));
         Self {
-            organizations: postgres_cqrs(
-                pool.clone(),
-                queries(Projection::new(
-                    pool.clone(),
-                    organizations::OrganizationsProjector,
-                )),
-                (),
-            ),
-            projects: postgres_cqrs(
-                pool.clone(),
-                queries(Projection::new(pool.clone(), projects::ProjectsProjector)),
-                (),
-            ),
-            releases: postgres_cqrs(
-                pool.clone(),
-                queries(Projection::new(pool.clone(), releases::ReleasesProjector)),
-                (),
-            ),
-            builds: postgres_cqrs(
-                pool.clone(),
-                queries(Projection::new(pool.clone(), builds::BuildsProjector)),
-                (),
-            ),
-            api_keys: postgres_cqrs(
-                pool.clone(),
-                queries(Projection::new(pool.clone(), api_keys::ApiKeysProjector)),
-                (),
-            ),
-            pool,
+            organizations: framework(&repository),
+            projects: framework(&repository),
+            releases: framework(&repository),
+            builds: framework(&repository),
+            api_keys: framework(&repository),
+            repository,
         }
     }
 
-    /// Runs `command` against the aggregate `id`, recording `context` with each event it produces.
+    /// Runs `command` against the aggregate `id`, recording `context` with each event it produces. A command that
+    /// loses a race is decided again against the new state, up to a few times.
     pub async fn execute<A>(
         &self,
         id: Uuid,
@@ -162,37 +168,74 @@ impl EventStore {
     ) -> Result<(), CommandError<A::Error>>
     where
         A: Aggregate,
+        A::Command: Clone,
         Self: Handles<A>,
     {
-        self.framework()
-            .execute_with_metadata(&id.to_string(), command, context.metadata())
+        self.execute_with(id, command, context, OnConflict::Redecide)
             .await
-            .map_err(CommandError::from)
     }
-}
 
-impl EventStore {
+    /// Like [`EventStore::execute`], with an explicit conflict policy.
+    pub async fn execute_with<A>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        context: &CommandContext,
+        on_conflict: OnConflict,
+    ) -> Result<(), CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+        Self: Handles<A>,
+    {
+        let attempts = match on_conflict {
+            OnConflict::Redecide => MAX_ATTEMPTS,
+            OnConflict::Fail => 1,
+        };
+        let metadata = context.metadata();
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .framework()
+                .execute_with_metadata(&id.to_string(), command.clone(), metadata.clone())
+                .await
+                .map_err(CommandError::from);
+            match result {
+                Err(CommandError::Conflict) if attempt < attempts => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
     /// The current state of one aggregate, folded from its stored events (e.g. to answer a duplicate delivery
-    /// with what the first one did, even before the read model has caught up).
+    /// with what the first one did).
     pub async fn load<A>(&self, id: Uuid) -> Result<A, CommandError<A::Error>>
     where
         A: Aggregate + Clone,
     {
-        let store: PersistedEventStore<PostgresEventRepository, A> =
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(self.pool.clone()));
+        let store: PersistedEventStore<LatheEventRepository, A> =
+            PersistedEventStore::new_event_store(self.repository.clone());
         let mut context = store.load_aggregate(&id.to_string()).await?;
         Ok(context.aggregate().clone())
     }
 }
 
-fn queries<A: Aggregate + 'static>(query: impl Query<A> + 'static) -> Vec<Box<dyn Query<A>>> {
-    vec![Box::new(query)]
+fn framework<A: Aggregate>(repository: &LatheEventRepository) -> Framework<A>
+where
+    A::Services: Default,
+{
+    // No queries: the repository applies the projections inside the append's transaction.
+    CqrsFramework::new(
+        PersistedEventStore::new_event_store(repository.clone()),
+        Vec::new(),
+        A::Services::default(),
+    )
 }
 
 macro_rules! handles {
     ($aggregate:ty, $field:ident) => {
         impl Handles<$aggregate> for EventStore {
-            fn framework(&self) -> &PostgresCqrs<$aggregate> {
+            fn framework(&self) -> &Framework<$aggregate> {
                 &self.$field
             }
         }
