@@ -12,19 +12,29 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/lathe
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// PostgreSQL connection URL. May hold a password, so it is kept secret and never logged.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_default_value = false)]
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_default_value = false)]
     pub database_url: SecretString,
 
     /// Most connections the service opens to PostgreSQL.
-    #[arg(long, env = "LATHE_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_DB_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
     pub db_max_connections: u32,
 
     /// Largest body the results-ingest API accepts, in bytes (10,000 results take about 3 MB).
-    #[arg(long, env = "LATHE_INGEST_MAX_BYTES", default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, global = true, env = "LATHE_INGEST_MAX_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub ingest_max_bytes: usize,
 
     /// Address and port to listen on.
-    #[arg(long, env = "LATHE_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_BIND",
+        default_value = "127.0.0.1:8080"
+    )]
     pub bind: SocketAddr,
 }
 

@@ -47,6 +47,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/graphql/schema.graphql", get(graphql::schema_sdl))
         .route(
             "/graphql",
@@ -78,6 +79,31 @@ pub fn router(app: AppState) -> Router {
 /// `GET /healthz`: the process is up.
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// `GET /metrics`: Prometheus text: events stored and how far each projection is behind them.
+async fn metrics(State(state): State<AppState>) -> Result<String, crate::error::ApiError> {
+    use std::fmt::Write;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&state.pool)
+        .await?;
+    let lags = projections::replay::lag(&state.pool, &projections::Registry::standard()).await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP lathe_events_total Events in the event store.");
+    let _ = writeln!(out, "# TYPE lathe_events_total gauge");
+    let _ = writeln!(out, "lathe_events_total {events}");
+    let _ = writeln!(
+        out,
+        "# HELP lathe_projection_lag_events Events not yet applied to a projection."
+    );
+    let _ = writeln!(out, "# TYPE lathe_projection_lag_events gauge");
+    for (name, lag) in lags {
+        let _ = writeln!(
+            out,
+            "lathe_projection_lag_events{{projection=\"{name}\"}} {lag}"
+        );
+    }
+    Ok(out)
 }
 
 /// `GET /readyz`: the database answers.

@@ -150,7 +150,8 @@ const RECORD_COLUMNS: &str =
 
 /// Only transactions older than every running one are read: a transaction still running may hold an earlier
 /// place in the order, and would otherwise appear behind a reader's cursor later.
-const SETTLED: &str = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())";
+const SETTLED_OR_UNBOUND: &str =
+    "transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND $8::bigint IS NULL";
 
 /// Filter and position of a page of events.
 #[derive(Debug, Clone, Default)]
@@ -161,18 +162,26 @@ pub struct EventFilter {
     /// Keyset cursor: `(transaction_id, position)` of the last event of the previous page.
     pub after: Option<(i64, i64)>,
     pub since: Option<DateTime<Utc>>,
+    /// Read transactions below this id (all finished), instead of those settled when the page is read.
+    pub before_transaction: Option<i64>,
 }
 
-/// A page of events in commit order.
+/// A page of events in commit order. One stream's events are read as they are (a stream only grows at its end);
+/// reads across streams see settled transactions only.
 pub async fn page(
     pool: &PgPool,
     filter: &EventFilter,
     limit: i64,
 ) -> Result<Page<EventRecord>, sqlx::Error> {
     let (after_tx, after_position) = filter.after.unzip();
+    let horizon = match (filter.before_transaction, &filter.aggregate_id) {
+        (Some(_), _) => "transaction_id < $8::bigint::text::xid8",
+        (None, Some(_)) => "($8::bigint IS NULL)",
+        (None, None) => SETTLED_OR_UNBOUND,
+    };
     let rows = sqlx::query_as(&format!(
         "SELECT {RECORD_COLUMNS} FROM events
-         WHERE {SETTLED}
+         WHERE {horizon}
            AND ($1::uuid IS NULL OR organization_id = $1)
            AND ($2::text IS NULL OR aggregate_type = $2)
            AND ($3::text IS NULL OR aggregate_id = $3)
@@ -188,6 +197,7 @@ pub async fn page(
     .bind(after_position)
     .bind(filter.since)
     .bind(limit + 1)
+    .bind(filter.before_transaction)
     .fetch_all(pool)
     .await?;
     Ok(Page::from_overfetch(rows, limit))
@@ -200,6 +210,7 @@ pub async fn export(
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<u64, ExportError> {
     let mut filter = filter.clone();
+    filter.before_transaction = Some(settle_everything_begun(pool).await?);
     let mut written = 0;
     loop {
         let page = page(pool, &filter, 5_000).await?;
@@ -217,6 +228,34 @@ pub async fn export(
     }
     out.flush()?;
     Ok(written)
+}
+
+/// Waits until every transaction that had begun when it was called has finished (at most 30 s), and returns the
+/// transaction id below which the history is then complete and final.
+async fn settle_everything_begun(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    let bound: i64 =
+        sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+            .fetch_one(pool)
+            .await?;
+    for _ in 0..600 {
+        let oldest: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(pool)
+                .await?;
+        if oldest >= bound {
+            return Ok(bound);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let oldest = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        .fetch_one(pool)
+        .await?;
+    tracing::warn!(
+        transaction.bound = bound,
+        transaction.oldest = oldest,
+        "a transaction has been running for over 30 s; exporting what is final up to it"
+    );
+    Ok(oldest)
 }
 
 /// Why an export stopped.

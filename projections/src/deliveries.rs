@@ -81,3 +81,22 @@ pub async fn page(
     .await?;
     Ok(Page::from_overfetch(rows, limit))
 }
+
+/// The deliveries that reported one build, oldest first.
+pub async fn for_build(
+    pool: &PgPool,
+    organization_id: Uuid,
+    build_id: Uuid,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT delivery_id, organization_id, received_at, source, event_type, outcome, http_status, message,
+            build_id, queued_build_id, subscription_id, notification_id, event_id, request_id
+         FROM deliveries
+         WHERE organization_id = $1 AND (build_id = $2 OR queued_build_id = $2)
+         ORDER BY received_at, delivery_id",
+    )
+    .bind(organization_id)
+    .bind(build_id)
+    .fetch_all(pool)
+    .await
+}

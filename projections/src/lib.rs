@@ -14,10 +14,11 @@ pub mod organizations;
 mod projector;
 pub mod projects;
 pub mod releases;
+pub mod replay;
 mod store;
 pub mod test_results;
 
-pub use database::{connect, ensure_database, migrate, DatabaseError};
+pub use database::{connect, ensure_database, migrate, DatabaseError, READ_SCHEMA};
 pub use projector::{ProjectionError, Projector, Registry, Selection, StoredEvent};
 pub use store::{Actor, CommandContext, CommandError, EventStore, Handles, OnConflict};
 

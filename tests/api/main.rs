@@ -1,9 +1,12 @@
 //! End-to-end tests of the Lathe service: every test starts the real application on port 0 against its own fresh
 //! PostgreSQL database and talks to it over HTTP.
 
+mod audit;
 mod auth;
+mod durability;
 mod health;
 mod ingest;
+mod process;
 mod projects;
 mod queue;
 mod releases;

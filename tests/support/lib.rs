@@ -306,3 +306,24 @@ pub fn payload(name: &str) -> Value {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     serde_json::from_slice(bytes).expect("the sample is JSON")
 }
+
+/// Every read-model table, each as its rows in a stable order (JSON text), for comparing two states.
+pub async fn dump_read_models(pool: &PgPool) -> std::collections::BTreeMap<String, String> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'read' ORDER BY tablename",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut dump = std::collections::BTreeMap::new();
+    for table in tables {
+        let rows: String = sqlx::query_scalar(&format!(
+            "SELECT coalesce(json_agg(t ORDER BY t::text), '[]')::text FROM read.{table} t"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        dump.insert(table, rows);
+    }
+    dump
+}

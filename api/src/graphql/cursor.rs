@@ -48,6 +48,27 @@ pub fn decode_ordinal(cursor: &str) -> Result<i64, ApiError> {
         })
 }
 
+/// Encodes a position in the global event order: `(transaction id, position)`.
+pub fn encode_pair(transaction_id: i64, position: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("e|{transaction_id}|{position}"))
+}
+
+/// Decodes a cursor made by [`encode_pair`].
+pub fn decode_pair(cursor: &str) -> Result<(i64, i64), ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| {
+            let rest = text.strip_prefix("e|")?;
+            let (transaction_id, position) = rest.split_once('|')?;
+            Some((transaction_id.parse().ok()?, position.parse().ok()?))
+        })
+        .ok_or_else(|| {
+            ApiError::BadUserInput(format!("`after` is not a cursor from this API: {cursor}"))
+        })
+}
+
 /// Checks `first` and applies the default.
 pub fn page_size(first: Option<i32>) -> Result<i64, ApiError> {
     match first.unwrap_or(DEFAULT_PAGE) {

@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, the HTTP handler, and what resolvers share.
 
+mod audit;
 mod cursor;
 mod mutation;
 mod query;
@@ -22,12 +23,17 @@ use crate::state::AppState;
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 
+/// Every query: the dashboards' and the auditors'.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct Query(QueryRoot, audit::AuditQuery);
+
 /// The schema served at `/graphql`.
-pub type LatheSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type LatheSchema = Schema<Query, MutationRoot, EmptySubscription>;
 
 /// Builds the schema; `state` is available to every resolver.
 pub fn build_schema(state: AppState) -> LatheSchema {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(Query::default(), MutationRoot, EmptySubscription)
         .data(state)
         .limit_depth(12)
         .limit_complexity(5_000)
@@ -36,7 +42,7 @@ pub fn build_schema(state: AppState) -> LatheSchema {
 
 /// The SDL the server serves; `schema.graphql` at the repository root must equal it.
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(Query::default(), MutationRoot, EmptySubscription)
         .finish()
         .sdl()
 }

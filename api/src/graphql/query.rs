@@ -13,10 +13,11 @@ use super::types::{
 use super::{cursor, parse_id, Resolver};
 use crate::error::ApiError;
 
-/// The root of every query.
+/// The dashboards' queries.
+#[derive(Default)]
 pub struct QueryRoot;
 
-#[Object(name = "Query")]
+#[Object]
 impl QueryRoot {
     /// The organization the API key belongs to.
     async fn organization(&self, ctx: &Context<'_>) -> async_graphql::Result<Organization> {

@@ -47,6 +47,16 @@ pub async fn azure_devops(
             Json(response),
         )
             .into_response(),
+        // Azure DevOps retries 503 (a transient failure) with backoff, but puts the subscription on probation
+        // after a 500. Our own failures are worth a retry: nothing of the delivery was stored.
+        Err(error @ ApiError::Internal(_)) => {
+            let mut response = error.into_response();
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+            response
+        }
         Err(error) => error.into_response(),
     }
 }

@@ -131,8 +131,11 @@ pub enum OnConflict {
     Fail,
 }
 
-/// How many times a command is decided in all when it keeps losing races.
-const MAX_ATTEMPTS: usize = 4;
+/// How many times a command is decided in all when it keeps losing races (to another process: within one
+/// process, commands on one aggregate take turns).
+const MAX_ATTEMPTS: u32 = 5;
+/// Commands on one aggregate take turns within the process: a lock per shard of aggregate ids.
+const LOCK_SHARDS: usize = 256;
 
 /// Every aggregate's command handler. Each append carries its read-model updates in the same transaction.
 pub struct EventStore {
@@ -142,6 +145,7 @@ pub struct EventStore {
     builds: Framework<BuildQueue>,
     api_keys: Framework<ApiKey>,
     repository: LatheEventRepository,
+    turns: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl EventStore {
@@ -155,6 +159,9 @@ impl EventStore {
             builds: framework(&repository),
             api_keys: framework(&repository),
             repository,
+            turns: (0..LOCK_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -193,15 +200,24 @@ impl EventStore {
             OnConflict::Fail => 1,
         };
         let metadata = context.metadata();
+        // Commands on one aggregate in this process take turns, so that they never conflict with each other; a
+        // conflict then means another process, and is decided again after a short, jittered pause.
+        let turn = &self.turns[shard(A::TYPE, id)];
         let mut attempt = 1;
         loop {
-            let result = self
-                .framework()
-                .execute_with_metadata(&id.to_string(), command.clone(), metadata.clone())
-                .await
-                .map_err(CommandError::from);
+            let result = {
+                let _turn = turn.lock().await;
+                self.framework()
+                    .execute_with_metadata(&id.to_string(), command.clone(), metadata.clone())
+                    .await
+                    .map_err(CommandError::from)
+            };
             match result {
-                Err(CommandError::Conflict) if attempt < attempts => attempt += 1,
+                Err(CommandError::Conflict) if attempt < attempts => {
+                    let pause_ms = rand::random::<u64>() % (2_u64 << attempt);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+                    attempt += 1;
+                }
                 other => return other,
             }
         }
@@ -218,6 +234,13 @@ impl EventStore {
         let mut context = store.load_aggregate(&id.to_string()).await?;
         Ok(context.aggregate().clone())
     }
+}
+
+fn shard(aggregate_type: &str, id: Uuid) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (aggregate_type, id).hash(&mut hasher);
+    (hasher.finish() % LOCK_SHARDS as u64) as usize
 }
 
 fn framework<A: Aggregate>(repository: &LatheEventRepository) -> Framework<A>
