@@ -50,6 +50,8 @@ pub struct Principal {
     pub api_key_id: Uuid,
     pub prefix: String,
     pub scopes: Vec<Scope>,
+    /// The key's own rate limit; `None` uses the server's default.
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl Principal {
@@ -121,6 +123,9 @@ pub async fn authenticate_key(pool: &PgPool, key: &str) -> Result<Principal, Api
             .iter()
             .filter_map(|s| Scope::parse(s))
             .collect(),
+        rate_limit_per_minute: found
+            .rate_limit_per_minute
+            .and_then(|n| u32::try_from(n).ok()),
     })
 }
 

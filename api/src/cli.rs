@@ -190,6 +190,7 @@ pub async fn create_organization(
         "Initial key".to_owned(),
         Scope::ALL.to_vec(),
         None,
+        None,
         &context,
     )
     .await

@@ -28,6 +28,25 @@ pub struct Settings {
     #[arg(long, global = true, env = "LATHE_INGEST_MAX_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub ingest_max_bytes: usize,
 
+    /// Requests per minute for an API key without a limit of its own, and for each organization authenticating
+    /// by organization id.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 60
+    )]
+    pub rate_limit_per_minute: u32,
+
+    /// Seconds between runs of the retention job (build expiry and release archiving).
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_RETENTION_INTERVAL_SECS",
+        default_value_t = 3600
+    )]
+    pub retention_interval_secs: u64,
+
     /// Address and port to listen on.
     #[arg(
         long,
@@ -45,6 +64,8 @@ impl Settings {
             database_url: SecretString::from(database_url.to_owned()),
             db_max_connections: 16,
             ingest_max_bytes: 32 * 1024 * 1024,
+            rate_limit_per_minute: 60,
+            retention_interval_secs: 3600,
             bind: "127.0.0.1:0".parse().expect("a valid socket address"),
         }
     }

@@ -37,8 +37,11 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     /// 429 / `RATE_LIMITED`.
-    #[error("rate limit exceeded; retry in {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    #[error("rate limit of {} requests per minute exceeded; retry in {retry_after_secs} s", info.limit)]
+    RateLimited {
+        retry_after_secs: u64,
+        info: crate::rate_limit::RateInfo,
+    },
     /// 500 / `INTERNAL`: logged with its cause where it is turned into a response; the caller sees a generic text.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -102,10 +105,14 @@ impl IntoResponse for ApiError {
         }
         let body = Json(json!({ "error": error }));
         let mut response = (self.status(), body).into_response();
-        if let Self::RateLimited { retry_after_secs } = self {
-            response
-                .headers_mut()
-                .insert("retry-after", retry_after_secs.into());
+        if let Self::RateLimited {
+            retry_after_secs,
+            info,
+        } = self
+        {
+            let headers = response.headers_mut();
+            headers.insert("retry-after", retry_after_secs.into());
+            info.write_headers(headers);
         }
         response
     }
@@ -162,9 +169,11 @@ impl DomainRejection for ProjectError {
         match self {
             Self::AlreadyExists => ApiError::Conflict(self.to_string()),
             Self::NotFound => ApiError::NotFound(self.to_string()),
-            Self::InvalidName(_) | Self::InvalidUrl { .. } | Self::BlankEntry { .. } => {
-                ApiError::BadUserInput(self.to_string())
-            }
+            Self::InvalidName(_)
+            | Self::InvalidUrl { .. }
+            | Self::BlankEntry { .. }
+            | Self::InvalidBranchFilter(_)
+            | Self::InvalidRetention(_) => ApiError::BadUserInput(self.to_string()),
         }
     }
 }
@@ -184,7 +193,9 @@ impl DomainRejection for ReleaseError {
 impl DomainRejection for BuildQueueError {
     fn to_api_error(&self) -> ApiError {
         match self {
-            Self::NotFound | Self::NotQueued => ApiError::NotFound(self.to_string()),
+            Self::NotFound | Self::NotQueued | Self::Expired => {
+                ApiError::NotFound(self.to_string())
+            }
             Self::InvalidName(_)
             | Self::InvalidReason(_)
             | Self::InvalidTestTitle { .. }
@@ -206,7 +217,8 @@ impl DomainRejection for ApiKeyError {
             Self::InvalidName(_)
             | Self::NoScopes
             | Self::ExpiryInThePast
-            | Self::MalformedSecret => ApiError::BadUserInput(self.to_string()),
+            | Self::MalformedSecret
+            | Self::InvalidRateLimit => ApiError::BadUserInput(self.to_string()),
         }
     }
 }

@@ -24,6 +24,7 @@ pub async fn issue(
     name: String,
     scopes: Vec<Scope>,
     expires_at: Option<DateTime<Utc>>,
+    rate_limit_per_minute: Option<u32>,
     context: &CommandContext,
 ) -> Result<IssuedKey, ApiError> {
     let key = generate_key();
@@ -36,6 +37,7 @@ pub async fn issue(
         expires_at,
         prefix: key_prefix(&key),
         key_hash: hash_key(&key),
+        rate_limit_per_minute,
         at: context.at,
     };
     store

@@ -7,9 +7,12 @@ pub mod error;
 pub mod graphql;
 pub mod intake;
 pub mod keys;
+pub mod rate_limit;
+pub mod retention;
 mod router;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod usage;
 
 pub use startup::Application;

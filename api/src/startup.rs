@@ -10,6 +10,7 @@ use crate::state::{AppState, Limits};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    retention_every: std::time::Duration,
 }
 
 impl Application {
@@ -21,11 +22,15 @@ impl Application {
         let pool = projections::connect(url, settings.db_max_connections).await?;
         let listener = TcpListener::bind(settings.bind).await?;
         Ok(Self {
+            retention_every: std::time::Duration::from_secs(
+                settings.retention_interval_secs.max(1),
+            ),
             listener,
             state: AppState::new(
                 pool,
                 Limits {
                     ingest_max_bytes: settings.ingest_max_bytes,
+                    rate_limit_per_minute: settings.rate_limit_per_minute,
                 },
             ),
         })
@@ -47,9 +52,15 @@ impl Application {
     /// Serves until the process receives Ctrl-C or SIGTERM, then finishes the requests in flight.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
-        axum::serve(self.listener, router(self.state))
+        crate::usage::spawn_flusher(self.state.usage.clone(), self.state.pool.clone());
+        crate::retention::spawn(self.state.clone(), self.retention_every);
+        let (usage, pool) = (self.state.usage.clone(), self.state.pool.clone());
+        let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown_signal())
-            .await
+            .await;
+        // Uses noted since the last flush are written before the process ends.
+        usage.flush(&pool).await;
+        served
     }
 }
 

@@ -11,6 +11,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub store: Arc<EventStore>,
     pub limits: Limits,
+    pub usage: Arc<crate::usage::Usage>,
 }
 
 /// Sizes an operator may tune.
@@ -18,6 +19,8 @@ pub struct AppState {
 pub struct Limits {
     /// Largest ingest body accepted, in bytes.
     pub ingest_max_bytes: usize,
+    /// Requests per minute for keys without a limit of their own, and per organization for org-id callers.
+    pub rate_limit_per_minute: u32,
 }
 
 impl AppState {
@@ -27,6 +30,7 @@ impl AppState {
             store: Arc::new(EventStore::postgres(pool.clone())),
             pool,
             limits,
+            usage: Arc::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub struct ProjectCandidate {
     pub repository_urls: Vec<String>,
     pub azure_project_id: Option<String>,
     pub azure_repository_ids: Vec<String>,
+    pub branch_filters: crate::branches::BranchFilters,
 }
 
 /// What a build tells about where it comes from. Every field is optional: payloads differ.

@@ -53,6 +53,15 @@ impl Projector<ApiKey> for ApiKeysProjector {
                 .execute(conn)
                 .await?;
             }
+            ApiKeyEvent::ApiKeyRateLimitChanged {
+                rate_limit_per_minute,
+            } => {
+                sqlx::query("UPDATE api_keys SET rate_limit_per_minute = $2 WHERE api_key_id = $1")
+                    .bind(aggregate_uuid(&event.aggregate_id))
+                    .bind(rate_limit_per_minute.map(|n| n as i32))
+                    .execute(conn)
+                    .await?;
+            }
             ApiKeyEvent::ApiKeyRevoked { revoked_at } => {
                 sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE api_key_id = $1")
                     .bind(aggregate_uuid(&event.aggregate_id))
@@ -76,16 +85,20 @@ pub struct ApiKeyRow {
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub rate_limit_per_minute: Option<i32>,
+    /// From `api_key_usage`, which is written in batches.
     pub last_used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str =
-    "api_key_id, organization_id, name, prefix, key_hash, scopes, expires_at, revoked_at, last_used_at, created_at";
+    "k.api_key_id, k.organization_id, k.name, k.prefix, k.key_hash, k.scopes, k.expires_at, \
+    k.revoked_at, k.rate_limit_per_minute, u.last_used_at, k.created_at";
+const FROM: &str = "api_keys k LEFT JOIN public.api_key_usage u ON u.api_key_id = k.api_key_id";
 
 /// Every key that starts with `prefix`: usually one, but prefixes are short, so the caller compares hashes.
 pub async fn with_prefix(pool: &PgPool, prefix: &str) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM api_keys WHERE prefix = $1"))
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM {FROM} WHERE k.prefix = $1"))
         .bind(prefix)
         .fetch_all(pool)
         .await
@@ -98,7 +111,7 @@ pub async fn find(
     api_key_id: Uuid,
 ) -> Result<Option<ApiKeyRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE organization_id = $1 AND api_key_id = $2"
+        "SELECT {COLUMNS} FROM {FROM} WHERE k.organization_id = $1 AND k.api_key_id = $2"
     ))
     .bind(organization_id)
     .bind(api_key_id)
@@ -109,9 +122,31 @@ pub async fn find(
 /// Every key of an organization, newest first.
 pub async fn list(pool: &PgPool, organization_id: Uuid) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE organization_id = $1 ORDER BY created_at DESC, api_key_id DESC"
+        "SELECT {COLUMNS} FROM {FROM} WHERE k.organization_id = $1 ORDER BY k.created_at DESC, k.api_key_id DESC"
     ))
     .bind(organization_id)
     .fetch_all(pool)
     .await
+}
+
+/// Records when keys were last used, in one statement for a whole batch; never moves a time backwards.
+pub async fn record_usage(
+    pool: &PgPool,
+    usage: &[(Uuid, DateTime<Utc>)],
+) -> Result<(), sqlx::Error> {
+    if usage.is_empty() {
+        return Ok(());
+    }
+    let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = usage.iter().copied().unzip();
+    sqlx::query(
+        "INSERT INTO public.api_key_usage (api_key_id, last_used_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[])
+         ON CONFLICT (api_key_id) DO UPDATE
+         SET last_used_at = GREATEST(api_key_usage.last_used_at, EXCLUDED.last_used_at)",
+    )
+    .bind(ids)
+    .bind(times)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

@@ -123,6 +123,17 @@ impl Projector<BuildQueue> for BuildsProjector {
                 .execute(conn)
                 .await?;
             }
+            BuildQueueEvent::BuildExpired { .. } => {
+                // The events stay; the build and its results leave the read models and storage.
+                sqlx::query("DELETE FROM test_results WHERE build_id = $1")
+                    .bind(build_id)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("DELETE FROM builds WHERE build_id = $1")
+                    .bind(build_id)
+                    .execute(conn)
+                    .await?;
+            }
             BuildQueueEvent::TestResultsRecorded {
                 results,
                 summary,
@@ -264,4 +275,17 @@ pub async fn release_page(
     .fetch_all(pool)
     .await?;
     Ok(Page::from_overfetch(rows, limit))
+}
+
+/// A project's live builds, newest first: what the retention job measures against its policy.
+pub async fn of_project(
+    pool: &PgPool,
+    project_id: Uuid,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT build_id, received_at FROM builds WHERE project_id = $1 ORDER BY received_at DESC, build_id DESC",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await
 }

@@ -6,7 +6,8 @@ use cqrs_es::EventEnvelope;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use domain::project::{Project, ProjectEvent, ProjectSettings};
+use domain::branches::BranchFilters;
+use domain::project::{Project, ProjectEvent, ProjectSettings, RetentionPolicy};
 
 use crate::organizations::aggregate_uuid;
 use crate::projector::event_time;
@@ -49,6 +50,32 @@ impl Projector<Project> for ProjectsProjector {
                 .execute(conn)
                 .await?;
             }
+            ProjectEvent::BranchFiltersChanged { filters } => {
+                sqlx::query(
+                    "UPDATE projects SET branch_include = $2, branch_exclude = $3, updated_at = $4
+                     WHERE project_id = $1",
+                )
+                .bind(aggregate_uuid(&event.aggregate_id))
+                .bind(&filters.include)
+                .bind(&filters.exclude)
+                .bind(at)
+                .execute(conn)
+                .await?;
+            }
+            ProjectEvent::RetentionPolicyChanged { policy } => {
+                sqlx::query(
+                    "UPDATE projects SET retention_keep_days = $2, retention_keep_last = $3,
+                        retention_archive_after_days = $4, updated_at = $5
+                     WHERE project_id = $1",
+                )
+                .bind(aggregate_uuid(&event.aggregate_id))
+                .bind(policy.keep_days.map(|d| d as i32))
+                .bind(policy.keep_last.map(|n| n as i32))
+                .bind(policy.archive_completed_after_days.map(|d| d as i32))
+                .bind(at)
+                .execute(conn)
+                .await?;
+            }
             ProjectEvent::ProjectUpdated { settings } => {
                 sqlx::query(
                     "UPDATE projects SET name = $2, url = $3, repository_urls = $4, azure_project_id = $5,
@@ -80,6 +107,11 @@ pub struct ProjectRow {
     pub repository_urls: Vec<String>,
     pub azure_project_id: Option<String>,
     pub azure_repository_ids: Vec<String>,
+    pub branch_include: Vec<String>,
+    pub branch_exclude: Vec<String>,
+    pub retention_keep_days: Option<i32>,
+    pub retention_keep_last: Option<i32>,
+    pub retention_archive_after_days: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -95,10 +127,29 @@ impl ProjectRow {
             azure_repository_ids: self.azure_repository_ids.clone(),
         }
     }
+
+    /// The project's branch filters.
+    pub fn branch_filters(&self) -> BranchFilters {
+        BranchFilters {
+            include: self.branch_include.clone(),
+            exclude: self.branch_exclude.clone(),
+        }
+    }
+
+    /// The project's retention policy.
+    pub fn retention(&self) -> RetentionPolicy {
+        let positive = |value: Option<i32>| value.and_then(|v| u32::try_from(v).ok());
+        RetentionPolicy {
+            keep_days: positive(self.retention_keep_days),
+            keep_last: positive(self.retention_keep_last),
+            archive_completed_after_days: positive(self.retention_archive_after_days),
+        }
+    }
 }
 
 const COLUMNS: &str = "project_id, organization_id, name, url, repository_urls, azure_project_id, \
-                       azure_repository_ids, created_at, updated_at";
+    azure_repository_ids, branch_include, branch_exclude, retention_keep_days, retention_keep_last, \
+    retention_archive_after_days, created_at, updated_at";
 
 /// Finds one project of an organization.
 pub async fn find(
@@ -134,6 +185,7 @@ pub async fn candidates(
         .await?
         .into_iter()
         .map(|row| domain::matching::ProjectCandidate {
+            branch_filters: row.branch_filters(),
             project_id: row.project_id,
             name: row.name,
             url: row.url,
@@ -142,4 +194,16 @@ pub async fn candidates(
             azure_repository_ids: row.azure_repository_ids,
         })
         .collect())
+}
+
+/// Every project, of every organization, that has a retention rule: what the retention job works through.
+pub async fn with_retention(pool: &PgPool) -> Result<Vec<ProjectRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM projects
+         WHERE retention_keep_days IS NOT NULL OR retention_keep_last IS NOT NULL
+            OR retention_archive_after_days IS NOT NULL
+         ORDER BY project_id"
+    ))
+    .fetch_all(pool)
+    .await
 }

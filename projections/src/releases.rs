@@ -85,14 +85,20 @@ impl Projector<BuildQueue> for ReleaseBuildCountsProjector {
         conn: &mut PgConnection,
         event: &EventEnvelope<BuildQueue>,
     ) -> Result<(), sqlx::Error> {
-        if let BuildQueueEvent::BuildCreatedInRelease { release_id, .. }
-        | BuildQueueEvent::BuildAssignedToRelease { release_id, .. } = &event.payload
-        {
-            sqlx::query("UPDATE releases SET build_count = build_count + 1 WHERE release_id = $1")
-                .bind(release_id)
-                .execute(conn)
-                .await?;
-        }
+        let (release_id, change) = match &event.payload {
+            BuildQueueEvent::BuildCreatedInRelease { release_id, .. }
+            | BuildQueueEvent::BuildAssignedToRelease { release_id, .. } => (release_id, 1),
+            BuildQueueEvent::BuildExpired {
+                release_id: Some(release_id),
+                ..
+            } => (release_id, -1),
+            _ => return Ok(()),
+        };
+        sqlx::query("UPDATE releases SET build_count = build_count + $2 WHERE release_id = $1")
+            .bind(release_id)
+            .bind(change)
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }
@@ -197,4 +203,19 @@ pub async fn page(
     .fetch_all(pool)
     .await?;
     Ok(Page::from_overfetch(rows, limit))
+}
+
+/// Completed releases whose completion is older than `days`: what the retention job archives.
+pub async fn completed_before(
+    pool: &PgPool,
+    project_id: Uuid,
+    before: DateTime<Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT release_id FROM releases WHERE project_id = $1 AND status = 'completed' AND completed_at < $2",
+    )
+    .bind(project_id)
+    .bind(before)
+    .fetch_all(pool)
+    .await
 }

@@ -30,6 +30,11 @@ impl Drop for ServiceProcess {
 
 /// Starts `lathe serve` as its own process against a database and waits until it answers.
 pub async fn spawn_process(database_url: &str) -> ServiceProcess {
+    spawn_process_with(database_url, &[]).await
+}
+
+/// Like [`spawn_process`], with extra environment variables.
+pub async fn spawn_process_with(database_url: &str, env: &[(&str, &str)]) -> ServiceProcess {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
@@ -38,6 +43,8 @@ pub async fn spawn_process(database_url: &str) -> ServiceProcess {
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "warn")
+        .env("LATHE_RATE_LIMIT_PER_MINUTE", "1000000")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("lathe starts");

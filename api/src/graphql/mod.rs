@@ -52,6 +52,10 @@ pub fn sdl() -> String {
 enum Caller {
     Authenticated(Principal),
     Refused(String),
+    Limited {
+        retry_after_secs: u64,
+        info: crate::rate_limit::RateInfo,
+    },
 }
 
 /// The request id, for the events a request causes.
@@ -64,8 +68,32 @@ pub async fn graphql_handler(
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
+    let mut rate = None;
     let caller = match authenticate(&state, &headers).await {
-        Ok(principal) => Caller::Authenticated(principal),
+        Ok(principal) => {
+            let bucket = crate::rate_limit::Bucket::ApiKey(principal.api_key_id);
+            match crate::rate_limit::spend(&state, bucket, principal.rate_limit_per_minute).await {
+                Ok(info) => {
+                    state.usage.touch(principal.api_key_id);
+                    rate = Some(info);
+                    Caller::Authenticated(principal)
+                }
+                Err(ApiError::RateLimited {
+                    retry_after_secs,
+                    info,
+                }) => {
+                    rate = Some(info);
+                    Caller::Limited {
+                        retry_after_secs,
+                        info,
+                    }
+                }
+                Err(error) => {
+                    error.log_if_internal();
+                    Caller::Refused("authentication is unavailable; try again".to_owned())
+                }
+            }
+        }
         Err(ApiError::Internal(cause)) => {
             tracing::error!(error = format!("{cause:#}"), "authentication failed");
             Caller::Refused("authentication is unavailable; try again".to_owned())
@@ -76,6 +104,12 @@ pub async fn graphql_handler(
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    let retry_after = match &caller {
+        Caller::Limited {
+            retry_after_secs, ..
+        } => Some(*retry_after_secs),
+        _ => None,
+    };
     let request = request
         .into_inner()
         .data(caller)
@@ -101,6 +135,14 @@ pub async fn graphql_handler(
             .extensions
             .get_or_insert_with(Default::default)
             .set("code", code);
+    }
+    if let Some(info) = rate {
+        info.write_headers(&mut response.http_headers);
+    }
+    if let Some(seconds) = retry_after {
+        response
+            .http_headers
+            .insert("retry-after", axum::http::HeaderValue::from(seconds));
     }
     response.into()
 }
@@ -141,6 +183,15 @@ impl<'a> Resolver<'a> {
         let principal = match ctx.data_opt::<Caller>() {
             Some(Caller::Authenticated(principal)) => principal,
             Some(Caller::Refused(reason)) => return Err(ApiError::Unauthenticated(reason.clone())),
+            Some(Caller::Limited {
+                retry_after_secs,
+                info,
+            }) => {
+                return Err(ApiError::RateLimited {
+                    retry_after_secs: *retry_after_secs,
+                    info: *info,
+                })
+            }
             None => return Err(ApiError::Unauthenticated("no credentials".to_owned())),
         };
         principal.require(scope)?;

@@ -5,9 +5,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use domain::api_key::{ApiKey as ApiKeyAggregate, ApiKeyCommand, Scope};
+use domain::branches::BranchFilters;
 use domain::build_queue::{BuildQueue, BuildQueueCommand};
 use domain::organization::{Organization as OrganizationAggregate, OrganizationCommand};
-use domain::project::{Project as ProjectAggregate, ProjectCommand, ProjectSettings};
+use domain::project::{
+    Project as ProjectAggregate, ProjectCommand, ProjectSettings, RetentionPolicy,
+};
 use domain::release::{Release as ReleaseAggregate, ReleaseCommand};
 use projections::{api_keys, builds, organizations, projects, releases, OnConflict};
 
@@ -30,6 +33,69 @@ pub struct CreateProjectInput {
     pub azure_project_id: Option<String>,
     #[graphql(default)]
     pub azure_repository_ids: Vec<String>,
+    /// Branch patterns builds must match (`main`, `release/*`); empty takes every branch.
+    #[graphql(default)]
+    pub branch_include: Vec<String>,
+    /// Branch patterns whose builds are never taken (`dependabot/*`); exclude wins over include.
+    #[graphql(default)]
+    pub branch_exclude: Vec<String>,
+    pub retention: Option<RetentionInput>,
+}
+
+/// A retention policy; unset rules keep forever.
+#[derive(InputObject)]
+pub struct RetentionInput {
+    /// Builds received more than this many days ago expire.
+    pub keep_days: Option<i32>,
+    /// Only the newest this many builds are kept.
+    pub keep_last: Option<i32>,
+    /// Completed releases are archived this many days after completion.
+    pub archive_completed_after_days: Option<i32>,
+}
+
+impl RetentionInput {
+    fn into_policy(self) -> Result<RetentionPolicy, ApiError> {
+        let positive = |name: &str, value: Option<i32>| {
+            value
+                .map(|v| {
+                    u32::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
+                        ApiError::BadUserInput(format!("retention {name} must be at least 1"))
+                    })
+                })
+                .transpose()
+        };
+        Ok(RetentionPolicy {
+            keep_days: positive("keepDays", self.keep_days)?,
+            keep_last: positive("keepLast", self.keep_last)?,
+            archive_completed_after_days: positive(
+                "archiveCompletedAfterDays",
+                self.archive_completed_after_days,
+            )?,
+        })
+    }
+}
+
+/// A key's rate limit.
+#[derive(InputObject)]
+pub struct UpdateApiKeyInput {
+    /// Requests per minute; `null` returns the key to the server's default.
+    pub rate_limit_per_minute: async_graphql::MaybeUndefined<i32>,
+}
+
+fn rate_limit(value: Option<i32>) -> Result<Option<u32>, ApiError> {
+    value
+        .map(|v| {
+            u32::try_from(v)
+                .ok()
+                .filter(|v| (1..=domain::api_key::MAX_RATE_LIMIT).contains(v))
+                .ok_or_else(|| {
+                    ApiError::BadUserInput(format!(
+                        "rateLimitPerMinute must be between 1 and {}",
+                        domain::api_key::MAX_RATE_LIMIT
+                    ))
+                })
+        })
+        .transpose()
 }
 
 /// Changes to a project; fields left out keep their value, and an empty string clears an optional one.
@@ -40,6 +106,10 @@ pub struct UpdateProjectInput {
     pub repository_urls: Option<Vec<String>>,
     pub azure_project_id: Option<String>,
     pub azure_repository_ids: Option<Vec<String>>,
+    pub branch_include: Option<Vec<String>>,
+    pub branch_exclude: Option<Vec<String>>,
+    /// Replaces the whole retention policy.
+    pub retention: Option<RetentionInput>,
 }
 
 /// A new API key.
@@ -49,6 +119,8 @@ pub struct CreateApiKeyInput {
     /// Scope names such as `builds:read`; see `apiKeyScopes`.
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Requests per minute for this key; default: the server's (60 unless configured).
+    pub rate_limit_per_minute: Option<i32>,
 }
 
 #[Object(name = "Mutation")]
@@ -70,6 +142,15 @@ impl MutationRoot {
                 azure_project_id: input.azure_project_id,
                 azure_repository_ids: input.azure_repository_ids,
             },
+            branch_filters: BranchFilters {
+                include: input.branch_include,
+                exclude: input.branch_exclude,
+            },
+            retention: input
+                .retention
+                .map(RetentionInput::into_policy)
+                .transpose()?
+                .unwrap_or_default(),
         };
         r.state
             .store
@@ -104,13 +185,31 @@ impl MutationRoot {
         if let Some(ids) = input.azure_repository_ids {
             settings.azure_repository_ids = ids;
         }
+        let branch_filters = match (input.branch_include, input.branch_exclude) {
+            (None, None) => None,
+            (include, exclude) => {
+                let current = current.branch_filters();
+                Some(BranchFilters {
+                    include: include.unwrap_or(current.include),
+                    exclude: exclude.unwrap_or(current.exclude),
+                })
+            }
+        };
+        let retention = input
+            .retention
+            .map(RetentionInput::into_policy)
+            .transpose()?;
         // The settings were merged onto what we read: deciding again after a concurrent change would silently
         // overwrite it, so a lost race is the caller's CONFLICT.
         r.state
             .store
             .execute_with::<ProjectAggregate>(
                 project_id,
-                ProjectCommand::UpdateProject { settings },
+                ProjectCommand::UpdateProject {
+                    settings,
+                    branch_filters,
+                    retention,
+                },
                 &r.command_context(),
                 OnConflict::Fail,
             )
@@ -276,6 +375,7 @@ impl MutationRoot {
             input.name,
             scopes,
             input.expires_at,
+            rate_limit(input.rate_limit_per_minute)?,
             &r.command_context(),
         )
         .await?;
@@ -309,6 +409,37 @@ impl MutationRoot {
             name: row.name,
             org_id_auth_enabled: row.org_id_auth_enabled,
         })
+    }
+
+    /// Sets a key's own rate limit, or returns it to the server's default.
+    async fn update_api_key(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateApiKeyInput,
+    ) -> async_graphql::Result<ApiKey> {
+        let r = Resolver::new(ctx, Scope::KeysManage)?;
+        let api_key_id = parse_id(&id, "id")?;
+        load_api_key(&r, api_key_id).await?;
+        let limit = match input.rate_limit_per_minute {
+            async_graphql::MaybeUndefined::Undefined => {
+                return Ok(ApiKey(load_api_key(&r, api_key_id).await?))
+            }
+            async_graphql::MaybeUndefined::Null => None,
+            async_graphql::MaybeUndefined::Value(value) => rate_limit(Some(value))?,
+        };
+        r.state
+            .store
+            .execute::<ApiKeyAggregate>(
+                api_key_id,
+                ApiKeyCommand::SetRateLimit {
+                    rate_limit_per_minute: limit,
+                },
+                &r.command_context(),
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(ApiKey(load_api_key(&r, api_key_id).await?))
     }
 
     /// Revokes a key; it is refused from the next request on.

@@ -114,12 +114,37 @@ impl Project {
     async fn azure_repository_ids(&self) -> &[String] {
         &self.0.azure_repository_ids
     }
+    /// Branch patterns builds must match; empty takes every branch.
+    async fn branch_include(&self) -> &[String] {
+        &self.0.branch_include
+    }
+    /// Branch patterns whose builds are never taken.
+    async fn branch_exclude(&self) -> &[String] {
+        &self.0.branch_exclude
+    }
+    async fn retention(&self) -> Retention {
+        let policy = self.0.retention();
+        let int = |v: Option<u32>| v.map(|v| v as i32);
+        Retention {
+            keep_days: int(policy.keep_days),
+            keep_last: int(policy.keep_last),
+            archive_completed_after_days: int(policy.archive_completed_after_days),
+        }
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+}
+
+/// A project's retention policy; unset rules keep forever.
+#[derive(SimpleObject)]
+pub struct Retention {
+    pub keep_days: Option<i32>,
+    pub keep_last: Option<i32>,
+    pub archive_completed_after_days: Option<i32>,
 }
 
 /// A pull request a build was made for.
@@ -501,8 +526,13 @@ impl ApiKey {
     async fn revoked_at(&self) -> Option<DateTime<Utc>> {
         self.0.revoked_at
     }
+    /// When the key was last used (recorded within a few seconds).
     async fn last_used_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_used_at
+    }
+    /// The key's own limit in requests per minute; `null` means the server's default.
+    async fn rate_limit_per_minute(&self) -> Option<i32> {
+        self.0.rate_limit_per_minute
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at

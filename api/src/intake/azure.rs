@@ -107,6 +107,8 @@ fn build_complete(body: &Value, resource: &Value) -> Delivery {
     };
     let project_name = text(&resource["project"]["name"]);
     let repository_url = text(&resource["repository"]["url"]);
+    // A pull-request build runs on `refs/pull/N/merge`; its filters judge the branch the pull request comes from.
+    let filter_branch = text(&resource["triggerInfo"]["pr.sourceBranch"]);
     let details = BuildDetails {
         name,
         pull_request: pull_request(resource, branch.as_deref()),
@@ -131,6 +133,7 @@ fn build_complete(body: &Value, resource: &Value) -> Delivery {
         signals,
         release: None,
         results: None,
+        filter_branch,
     }))
 }
 
@@ -173,6 +176,7 @@ fn run_state_changed(body: &Value, resource: &Value) -> Delivery {
         signals,
         release: None,
         results: None,
+        filter_branch: None,
     }))
 }
 

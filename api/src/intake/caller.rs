@@ -11,6 +11,7 @@ use projections::{organizations, Actor};
 
 use crate::auth::{authenticate_key, KEY_PREFIX};
 use crate::error::ApiError;
+use crate::rate_limit::{self, Bucket, RateInfo};
 use crate::state::AppState;
 
 /// An authenticated deliverer.
@@ -18,6 +19,10 @@ use crate::state::AppState;
 pub struct Caller {
     pub organization_id: Uuid,
     pub actor: Actor,
+    /// The key used, if any (org-id callers have none).
+    pub api_key_id: Option<Uuid>,
+    pub bucket: Bucket,
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// Authenticates a webhook or ingest call. An `Authorization` header, when present, decides alone: a wrong key is
@@ -36,6 +41,9 @@ pub async fn authenticate_intake(
         return Ok(Caller {
             organization_id: principal.organization_id,
             actor: principal.actor(),
+            api_key_id: Some(principal.api_key_id),
+            bucket: Bucket::ApiKey(principal.api_key_id),
+            rate_limit_per_minute: principal.rate_limit_per_minute,
         });
     }
     if let Some(value) = headers.get("x-pt-org-id") {
@@ -54,6 +62,9 @@ pub async fn authenticate_intake(
             Some(org) if org.org_id_auth_enabled => Ok(Caller {
                 organization_id,
                 actor: Actor::OrganizationId { organization_id },
+                api_key_id: None,
+                bucket: Bucket::Organization(organization_id),
+                rate_limit_per_minute: None,
             }),
             _ => Err(refused()),
         };
@@ -61,6 +72,17 @@ pub async fn authenticate_intake(
     Err(ApiError::Unauthenticated(
         "send `Authorization: Bearer <api key>`, HTTP Basic with the key as password, or `X-Pt-Org-Id`".to_owned(),
     ))
+}
+
+impl Caller {
+    /// Spends one request of the caller's rate-limit budget and notes the key's use.
+    pub async fn spend(&self, state: &AppState) -> Result<RateInfo, ApiError> {
+        let info = rate_limit::spend(state, self.bucket, self.rate_limit_per_minute).await?;
+        if let Some(api_key_id) = self.api_key_id {
+            state.usage.touch(api_key_id);
+        }
+        Ok(info)
+    }
 }
 
 /// Reads the key out of `Bearer <key>` or `Basic base64(user:key)`.

@@ -18,6 +18,8 @@ pub struct DeliveryLog {
     pub request_id: Option<String>,
     pub organization_id: Option<Uuid>,
     pub meta: DeliveryMeta,
+    /// The rate limit that applied, echoed in the response headers.
+    pub rate: Option<crate::rate_limit::RateInfo>,
 }
 
 impl DeliveryLog {
@@ -30,6 +32,7 @@ impl DeliveryLog {
             request_id,
             organization_id: None,
             meta: DeliveryMeta::default(),
+            rate: None,
         }
     }
 
@@ -37,6 +40,13 @@ impl DeliveryLog {
     /// already safe in the event store.
     pub async fn finish(self, state: &AppState, result: &Result<(u16, IntakeResponse), ApiError>) {
         let (outcome, http_status, message, build_id, queued_build_id) = match result {
+            Err(ApiError::Internal(_)) => (
+                "failed".to_owned(),
+                503,
+                "internal error".to_owned(),
+                None,
+                None,
+            ),
             Ok((status, response)) => (
                 response.outcome.as_str().to_owned(),
                 *status,
@@ -47,8 +57,8 @@ impl DeliveryLog {
             Err(error) => {
                 let outcome = match error {
                     ApiError::Unauthenticated(_) | ApiError::Forbidden(_) => "unauthorized",
-                    ApiError::Internal(_) => "failed",
                     ApiError::RateLimited { .. } => "rate_limited",
+                    ApiError::Internal(_) => "failed",
                     _ => "invalid",
                 };
                 (

@@ -44,15 +44,20 @@ pub async fn ingest(
     if let Some(org) = log.organization_id {
         span.record("org.id", tracing::field::display(org));
     }
+    let rate = log.rate;
     log.finish(&state, &result).await;
-    match result {
+    let mut response = match result {
         Ok((status, response)) => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             Json(response),
         )
             .into_response(),
         Err(error) => error.into_response(),
+    };
+    if let Some(rate) = rate {
+        rate.write_headers(response.headers_mut());
     }
+    response
 }
 
 async fn handle(
@@ -65,6 +70,7 @@ async fn handle(
     let caller = authenticate_intake(state, headers).await?;
     let organization_id = caller.organization_id;
     log.organization_id = Some(organization_id);
+    log.rate = Some(caller.spend(state).await?);
     let idempotency_key = idempotency_key(headers)?;
     let value = parse_json(&body)?;
     let submission = parse_body(&value, organization_id, idempotency_key.as_deref())?;
@@ -274,6 +280,7 @@ fn parse_body(
         },
         release,
         results: Some(TestResultsUpload { upload_id, results }),
+        filter_branch: None,
     })
 }
 

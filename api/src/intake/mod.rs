@@ -13,6 +13,7 @@ pub mod webhook;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use domain::branches::short_branch;
 use domain::build_queue::{
     BuildDetails, BuildIdentity, BuildQueue, BuildQueueCommand, BuildQueueError, BuildSource,
     EntryStatus, QueueReason, Route, TestResultsUpload,
@@ -36,6 +37,8 @@ pub struct BuildSubmission {
     /// A release the caller named (ingest `release`): its id or name.
     pub release: Option<String>,
     pub results: Option<TestResultsUpload>,
+    /// The branch the project's branch filters judge: for a pull-request build its source branch, when known.
+    pub filter_branch: Option<String>,
 }
 
 /// What became of a delivery, as the response and the delivery log state it.
@@ -105,7 +108,18 @@ pub async fn submit(
         key: submission.source_key.clone(),
     };
     let entry_id = identity.entry_id();
-    let (route, explanation) = route(state, organization_id, &submission).await?;
+    let (route, explanation) = match route(state, organization_id, &submission).await? {
+        Routing::Route(route, explanation) => (route, explanation),
+        Routing::Filtered(why) => {
+            return Ok(IntakeResponse {
+                outcome: Outcome::Filtered,
+                build_id: None,
+                queued_build_id: None,
+                results_stored: None,
+                message: format!("filtered: {why}; no build was created"),
+            })
+        }
+    };
     let results_count = submission.results.as_ref().map(|u| u.results.len() as u64);
     let command = BuildQueueCommand::ReceiveBuild {
         identity,
@@ -197,6 +211,17 @@ async fn duplicate(state: &AppState, entry_id: Uuid) -> Result<IntakeResponse, A
         EntryStatus::Created => (Some(entry_id), None),
         EntryStatus::Assigned => (Some(entry_id), Some(entry_id)),
         EntryStatus::Queued | EntryStatus::Rejected => (None, Some(entry_id)),
+        EntryStatus::Expired => {
+            return Ok(IntakeResponse {
+                outcome: Outcome::Duplicate,
+                build_id: None,
+                queued_build_id: None,
+                results_stored: None,
+                message: "this build was received before and has since expired under its project's retention \
+                          policy; nothing new was created"
+                    .to_owned(),
+            })
+        }
     };
     Ok(IntakeResponse {
         outcome: Outcome::Duplicate,
@@ -207,16 +232,38 @@ async fn duplicate(state: &AppState, entry_id: Uuid) -> Result<IntakeResponse, A
     })
 }
 
+/// Where a new build goes, and why.
+enum Routing {
+    Route(Route, String),
+    /// The matched project's branch filters refuse the build; the text names the rule.
+    Filtered(String),
+}
+
 /// Decides where a new build goes, per the spec: one active release of the matched project → that release;
-/// otherwise the queue, with the reason.
+/// otherwise the queue, with the reason. A matched project's branch filters may refuse it first.
 async fn route(
     state: &AppState,
     organization_id: Uuid,
     submission: &BuildSubmission,
-) -> Result<(Route, String), ApiError> {
+) -> Result<Routing, ApiError> {
     let candidates = projects::candidates(&state.pool, organization_id).await?;
     let (project_id, by) = match match_project(&candidates, &submission.signals) {
-        ProjectMatch::Matched { project_id, by } => (project_id, by),
+        ProjectMatch::Matched { project_id, by } => {
+            let filters = candidates
+                .iter()
+                .find(|c| c.project_id == project_id)
+                .map(|c| &c.branch_filters);
+            let branch = submission
+                .filter_branch
+                .as_deref()
+                .or(submission.details.branch.as_deref());
+            if let (Some(filters), Some(branch)) = (filters, branch) {
+                if let Err(filtered) = filters.check(branch) {
+                    return Ok(Routing::Filtered(filtered.describe(short_branch(branch))));
+                }
+            }
+            (project_id, by)
+        }
         ProjectMatch::Ambiguous { by, candidates } => {
             let route = Route::Queue {
                 project_id: None,
@@ -227,14 +274,17 @@ async fn route(
                 candidates.len(),
                 by.describe()
             );
-            return Ok((route, why));
+            return Ok(Routing::Route(route, why));
         }
         ProjectMatch::NoMatch => {
             let route = Route::Queue {
                 project_id: None,
                 reason: QueueReason::NoProjectMatched,
             };
-            return Ok((route, "no project matched; select the project".to_owned()));
+            return Ok(Routing::Route(
+                route,
+                "no project matched; select the project".to_owned(),
+            ));
         }
     };
     let mut active = releases::active_for_project(&state.pool, organization_id, project_id).await?;
@@ -244,7 +294,7 @@ async fn route(
         });
     }
     let matched = format!("project matched by {}", by.describe());
-    Ok(match active.as_slice() {
+    let (route, why) = match active.as_slice() {
         [one] => (Route::Release(one.as_ref()), matched),
         [] => (
             Route::Queue {
@@ -266,5 +316,6 @@ async fn route(
                 several.len()
             ),
         ),
-    })
+    };
+    Ok(Routing::Route(route, why))
 }

@@ -40,8 +40,9 @@ pub async fn azure_devops(
         Ok((_, response)) => span.record("outcome", response.outcome.as_str()),
         Err(error) => span.record("outcome", error.code()),
     };
+    let rate = log.rate;
     log.finish(&state, &result).await;
-    match result {
+    let mut response = match result {
         Ok((status, response)) => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             Json(response),
@@ -58,7 +59,11 @@ pub async fn azure_devops(
             response
         }
         Err(error) => error.into_response(),
+    };
+    if let Some(rate) = rate {
+        rate.write_headers(response.headers_mut());
     }
+    response
 }
 
 async fn handle(
@@ -70,6 +75,7 @@ async fn handle(
     let body = body.map_err(|rejection| body_error(rejection, MAX_BODY_BYTES))?;
     let caller = authenticate_intake(state, headers).await?;
     log.organization_id = Some(caller.organization_id);
+    log.rate = Some(caller.spend(state).await?);
     let value = parse_json(&body)?;
     log.meta = azure::meta(&value);
     let delivery = azure::interpret(&value, &log.meta).map_err(ApiError::BadUserInput)?;

@@ -11,11 +11,15 @@ use crate::validate_name;
 /// Characters of a key kept for identification (`pt_live_` and four more).
 pub const KEY_PREFIX_CHARS: usize = 12;
 
+/// Highest per-key rate limit accepted, in requests per minute.
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;
+
 /// State an API key needs to decide its commands.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     pub api_key_id: Option<Uuid>,
     pub revoked: bool,
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl Aggregate for ApiKey {
@@ -40,6 +44,7 @@ impl Aggregate for ApiKey {
                 expires_at,
                 prefix,
                 key_hash,
+                rate_limit_per_minute,
                 at,
             } => {
                 if self.api_key_id.is_some() {
@@ -61,7 +66,8 @@ impl Aggregate for ApiKey {
                 if !is_hex_digest || prefix.chars().count() != KEY_PREFIX_CHARS {
                     return Err(ApiKeyError::MalformedSecret);
                 }
-                ApiKeyEvent::ApiKeyCreated {
+                check_rate_limit(rate_limit_per_minute)?;
+                let created = ApiKeyEvent::ApiKeyCreated {
                     api_key_id,
                     organization_id,
                     name,
@@ -70,6 +76,28 @@ impl Aggregate for ApiKey {
                     prefix,
                     key_hash,
                     created_at: at,
+                };
+                sink.write(created, self).await;
+                if rate_limit_per_minute.is_some() {
+                    let limit = ApiKeyEvent::ApiKeyRateLimitChanged {
+                        rate_limit_per_minute,
+                    };
+                    sink.write(limit, self).await;
+                }
+                return Ok(());
+            }
+            ApiKeyCommand::SetRateLimit {
+                rate_limit_per_minute,
+            } => {
+                if self.api_key_id.is_none() {
+                    return Err(ApiKeyError::NotFound);
+                }
+                check_rate_limit(rate_limit_per_minute)?;
+                if rate_limit_per_minute == self.rate_limit_per_minute {
+                    return Ok(());
+                }
+                ApiKeyEvent::ApiKeyRateLimitChanged {
+                    rate_limit_per_minute,
                 }
             }
             ApiKeyCommand::RevokeApiKey { at } => {
@@ -90,7 +118,18 @@ impl Aggregate for ApiKey {
         match event {
             ApiKeyEvent::ApiKeyCreated { api_key_id, .. } => self.api_key_id = Some(api_key_id),
             ApiKeyEvent::ApiKeyRevoked { .. } => self.revoked = true,
+            ApiKeyEvent::ApiKeyRateLimitChanged {
+                rate_limit_per_minute,
+            } => self.rate_limit_per_minute = rate_limit_per_minute,
         }
+    }
+}
+
+fn check_rate_limit(limit: Option<u32>) -> Result<(), ApiKeyError> {
+    match limit {
+        Some(0) => Err(ApiKeyError::InvalidRateLimit),
+        Some(n) if n > MAX_RATE_LIMIT => Err(ApiKeyError::InvalidRateLimit),
+        _ => Ok(()),
     }
 }
 
@@ -119,6 +158,7 @@ mod tests {
             expires_at,
             prefix: "pt_live_AbCd".to_owned(),
             key_hash: HASH.to_owned(),
+            rate_limit_per_minute: None,
             at: at(),
         }
     }
@@ -210,5 +250,40 @@ mod tests {
             assert_eq!(json, format!("\"{scope}\""));
         }
         assert_eq!(Scope::parse("builds:delete"), None);
+    }
+
+    #[test]
+    fn a_key_can_have_its_own_rate_limit() {
+        let mut command = create(vec![Scope::BuildsCreate], None);
+        if let ApiKeyCommand::CreateApiKey {
+            rate_limit_per_minute,
+            scopes,
+            ..
+        } = &mut command
+        {
+            *rate_limit_per_minute = Some(600);
+            *scopes = vec![Scope::BuildsRead, Scope::BuildsCreate];
+        }
+        ApiKeyTest::with(())
+            .given_no_previous_events()
+            .when(command)
+            .then_expect_events(vec![
+                created(),
+                ApiKeyEvent::ApiKeyRateLimitChanged {
+                    rate_limit_per_minute: Some(600),
+                },
+            ]);
+        ApiKeyTest::with(())
+            .given(vec![created()])
+            .when(ApiKeyCommand::SetRateLimit {
+                rate_limit_per_minute: Some(0),
+            })
+            .then_expect_error(ApiKeyError::InvalidRateLimit);
+        ApiKeyTest::with(())
+            .given(vec![created()])
+            .when(ApiKeyCommand::SetRateLimit {
+                rate_limit_per_minute: None,
+            })
+            .then_expect_events(vec![]);
     }
 }

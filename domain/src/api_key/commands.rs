@@ -75,7 +75,13 @@ pub enum ApiKeyCommand {
         expires_at: Option<DateTime<Utc>>,
         prefix: String,
         key_hash: String,
+        /// Requests per minute this key may make; `None` uses the server's default.
+        rate_limit_per_minute: Option<u32>,
         at: DateTime<Utc>,
+    },
+    /// Sets (or, with `None`, clears) the key's own rate limit.
+    SetRateLimit {
+        rate_limit_per_minute: Option<u32>,
     },
     RevokeApiKey {
         at: DateTime<Utc>,

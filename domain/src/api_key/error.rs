@@ -17,6 +17,8 @@ pub enum ApiKeyError {
     NoScopes,
     #[error("the expiry must be in the future")]
     ExpiryInThePast,
+    #[error("the rate limit must be between 1 and {max} requests per minute", max = super::MAX_RATE_LIMIT)]
+    InvalidRateLimit,
     #[error("the key hash must be a SHA-256 hex digest and the prefix 12 characters")]
     MalformedSecret,
 }

@@ -24,6 +24,10 @@ pub enum ApiKeyEvent {
     ApiKeyRevoked {
         revoked_at: DateTime<Utc>,
     },
+    /// The key's own limit; `None` returns it to the server's default.
+    ApiKeyRateLimitChanged {
+        rate_limit_per_minute: Option<u32>,
+    },
 }
 
 impl DomainEvent for ApiKeyEvent {
@@ -31,6 +35,7 @@ impl DomainEvent for ApiKeyEvent {
         match self {
             Self::ApiKeyCreated { .. } => "ApiKeyCreated",
             Self::ApiKeyRevoked { .. } => "ApiKeyRevoked",
+            Self::ApiKeyRateLimitChanged { .. } => "ApiKeyRateLimitChanged",
         }
         .to_owned()
     }

@@ -23,6 +23,8 @@ pub enum EntryStatus {
     Queued,
     Assigned,
     Rejected,
+    /// Removed by the retention policy.
+    Expired,
 }
 
 /// State a build-queue entry needs to decide its commands.
@@ -91,8 +93,10 @@ impl Aggregate for BuildQueue {
                 }
             }
             BuildQueueCommand::RecordTestResults { upload, at } => {
-                if self.status == EntryStatus::New {
-                    return Err(BuildQueueError::NotFound);
+                match self.status {
+                    EntryStatus::New => return Err(BuildQueueError::NotFound),
+                    EntryStatus::Expired => return Err(BuildQueueError::Expired),
+                    _ => {}
                 }
                 let recorded = self.record(upload, at)?;
                 sink.write(recorded, self).await;
@@ -114,6 +118,19 @@ impl Aggregate for BuildQueue {
                     release_id: release.release_id,
                     project_id: release.project_id,
                     assigned_at: at,
+                };
+                sink.write(event, self).await;
+            }
+            BuildQueueCommand::Expire { reason, at } => {
+                match self.status {
+                    EntryStatus::New => return Err(BuildQueueError::NotFound),
+                    EntryStatus::Expired => return Err(BuildQueueError::Expired),
+                    _ => {}
+                }
+                let event = BuildQueueEvent::BuildExpired {
+                    release_id: self.release_id,
+                    reason,
+                    expired_at: at,
                 };
                 sink.write(event, self).await;
             }
@@ -161,6 +178,7 @@ impl Aggregate for BuildQueue {
             BuildQueueEvent::TestResultsRecorded { upload_id, .. } => {
                 self.upload_ids.push(upload_id)
             }
+            BuildQueueEvent::BuildExpired { .. } => self.status = EntryStatus::Expired,
         }
     }
 }
@@ -197,6 +215,7 @@ impl BuildQueue {
                 self.release_id.unwrap_or_default(),
             )),
             EntryStatus::Rejected => Err(BuildQueueError::AlreadyRejected),
+            EntryStatus::Expired => Err(BuildQueueError::Expired),
         }
     }
 }

@@ -238,4 +238,9 @@ pub enum BuildQueueCommand {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// Applies the project's retention policy: the build leaves the read models; its events stay.
+    Expire {
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }

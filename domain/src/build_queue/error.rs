@@ -13,6 +13,8 @@ pub enum BuildQueueError {
     AlreadyReceived,
     #[error("the queued build does not exist")]
     NotFound,
+    #[error("the build expired under its project's retention policy")]
+    Expired,
     #[error("the build went straight into a release and was never queued")]
     NotQueued,
     #[error("the queued build was already assigned to release {0}")]

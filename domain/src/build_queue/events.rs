@@ -39,6 +39,13 @@ pub enum BuildQueueEvent {
         reason: String,
         rejected_at: DateTime<Utc>,
     },
+    /// The project's retention policy expired the build: it and its results leave the read models.
+    BuildExpired {
+        /// The release the build was in, if any, so that its count can drop without a lookup.
+        release_id: Option<Uuid>,
+        reason: String,
+        expired_at: DateTime<Utc>,
+    },
     /// One upload's results, with their counts so that projections need not recount.
     TestResultsRecorded {
         upload_id: Uuid,
@@ -58,6 +65,7 @@ impl DomainEvent for BuildQueueEvent {
             Self::BuildAssignedToRelease { .. } => "BuildAssignedToRelease",
             Self::QueuedBuildRejected { .. } => "QueuedBuildRejected",
             Self::TestResultsRecorded { .. } => "TestResultsRecorded",
+            Self::BuildExpired { .. } => "BuildExpired",
         }
         .to_owned()
     }

@@ -462,3 +462,37 @@ fn results_need_a_received_build_and_titled_tests() {
             error: crate::NameError::Empty,
         });
 }
+
+#[test]
+fn retention_expires_a_build_once_and_it_then_takes_nothing() {
+    let mut history = queued(Some(PROJECT), QueueReason::NoActiveRelease);
+    history.push(assigned());
+    let expire = || BuildQueueCommand::Expire {
+        reason: "older than 30 days".to_owned(),
+        at: at(),
+    };
+    BuildQueueTest::with(())
+        .given(history.clone())
+        .when(expire())
+        .then_expect_events(vec![BuildQueueEvent::BuildExpired {
+            release_id: Some(RELEASE),
+            reason: "older than 30 days".to_owned(),
+            expired_at: at(),
+        }]);
+    history.push(BuildQueueEvent::BuildExpired {
+        release_id: Some(RELEASE),
+        reason: "older than 30 days".to_owned(),
+        expired_at: at(),
+    });
+    BuildQueueTest::with(())
+        .given(history.clone())
+        .when(expire())
+        .then_expect_error(BuildQueueError::Expired);
+    BuildQueueTest::with(())
+        .given(history)
+        .when(BuildQueueCommand::RecordTestResults {
+            upload: upload(3, &[TestStatus::Passed]),
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::Expired);
+}

@@ -5,7 +5,8 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{ProjectCommand, ProjectError, ProjectEvent, ProjectSettings};
+use super::{ProjectCommand, ProjectError, ProjectEvent, ProjectSettings, RetentionPolicy};
+use crate::branches::BranchFilters;
 use crate::validate_name;
 
 /// State a project needs to decide its commands.
@@ -14,6 +15,8 @@ pub struct Project {
     pub project_id: Option<Uuid>,
     pub organization_id: Option<Uuid>,
     pub settings: ProjectSettings,
+    pub branch_filters: BranchFilters,
+    pub retention: RetentionPolicy,
 }
 
 impl Aggregate for Project {
@@ -34,25 +37,59 @@ impl Aggregate for Project {
                 project_id,
                 organization_id,
                 settings,
+                branch_filters,
+                retention,
             } => {
                 if self.project_id.is_some() {
                     return Err(ProjectError::AlreadyExists);
                 }
                 let settings = validate(settings)?;
+                let filters = branch_filters
+                    .validated()
+                    .map_err(ProjectError::InvalidBranchFilter)?;
+                let retention = validate_retention(retention)?;
                 let event = ProjectEvent::ProjectCreated {
                     project_id,
                     organization_id,
                     settings,
                 };
                 sink.write(event, self).await;
+                if !filters.is_empty() {
+                    sink.write(ProjectEvent::BranchFiltersChanged { filters }, self)
+                        .await;
+                }
+                if !retention.is_empty() {
+                    sink.write(
+                        ProjectEvent::RetentionPolicyChanged { policy: retention },
+                        self,
+                    )
+                    .await;
+                }
             }
-            ProjectCommand::UpdateProject { settings } => {
+            ProjectCommand::UpdateProject {
+                settings,
+                branch_filters,
+                retention,
+            } => {
                 if self.project_id.is_none() {
                     return Err(ProjectError::NotFound);
                 }
+                // Everything is validated before anything is written: all of the update or none of it.
                 let settings = validate(settings)?;
+                let filters = branch_filters
+                    .map(|f| f.validated().map_err(ProjectError::InvalidBranchFilter))
+                    .transpose()?;
+                let retention = retention.map(validate_retention).transpose()?;
                 if settings != self.settings {
                     sink.write(ProjectEvent::ProjectUpdated { settings }, self)
+                        .await;
+                }
+                if let Some(filters) = filters.filter(|f| *f != self.branch_filters) {
+                    sink.write(ProjectEvent::BranchFiltersChanged { filters }, self)
+                        .await;
+                }
+                if let Some(policy) = retention.filter(|r| *r != self.retention) {
+                    sink.write(ProjectEvent::RetentionPolicyChanged { policy }, self)
                         .await;
                 }
             }
@@ -72,8 +109,26 @@ impl Aggregate for Project {
                 self.settings = settings;
             }
             ProjectEvent::ProjectUpdated { settings } => self.settings = settings,
+            ProjectEvent::BranchFiltersChanged { filters } => self.branch_filters = filters,
+            ProjectEvent::RetentionPolicyChanged { policy } => self.retention = policy,
         }
     }
+}
+
+fn validate_retention(policy: RetentionPolicy) -> Result<RetentionPolicy, ProjectError> {
+    for (name, value) in [
+        ("keepDays", policy.keep_days),
+        ("keepLast", policy.keep_last),
+        (
+            "archiveCompletedAfterDays",
+            policy.archive_completed_after_days,
+        ),
+    ] {
+        if value == Some(0) {
+            return Err(ProjectError::InvalidRetention(name));
+        }
+    }
+    Ok(policy)
 }
 
 /// Trims every field, drops empty optional values and refuses what can never match.
@@ -168,6 +223,8 @@ mod tests {
                 project_id,
                 organization_id,
                 settings: given,
+                branch_filters: BranchFilters::default(),
+                retention: RetentionPolicy::default(),
             })
             .then_expect_events(vec![created(project_id, organization_id)]);
     }
@@ -181,6 +238,8 @@ mod tests {
                 project_id,
                 organization_id,
                 settings: settings(),
+                branch_filters: BranchFilters::default(),
+                retention: RetentionPolicy::default(),
             })
             .then_expect_error(ProjectError::AlreadyExists);
     }
@@ -195,6 +254,8 @@ mod tests {
                 project_id: Uuid::new_v4(),
                 organization_id: Uuid::new_v4(),
                 settings: bad,
+                branch_filters: BranchFilters::default(),
+                retention: RetentionPolicy::default(),
             })
             .then_expect_error(ProjectError::InvalidUrl {
                 field: "repositoryUrls",
@@ -212,6 +273,8 @@ mod tests {
                 project_id: Uuid::new_v4(),
                 organization_id: Uuid::new_v4(),
                 settings: bad,
+                branch_filters: BranchFilters::default(),
+                retention: RetentionPolicy::default(),
             })
             .then_expect_error(ProjectError::InvalidName(NameError::Empty));
     }
@@ -225,12 +288,16 @@ mod tests {
             .given(vec![created(project_id, organization_id)])
             .when(ProjectCommand::UpdateProject {
                 settings: changed.clone(),
+                branch_filters: None,
+                retention: None,
             })
             .then_expect_events(vec![ProjectEvent::ProjectUpdated { settings: changed }]);
         ProjectTest::with(())
             .given(vec![created(project_id, organization_id)])
             .when(ProjectCommand::UpdateProject {
                 settings: settings(),
+                branch_filters: None,
+                retention: None,
             })
             .then_expect_events(vec![]);
     }
@@ -241,7 +308,81 @@ mod tests {
             .given_no_previous_events()
             .when(ProjectCommand::UpdateProject {
                 settings: settings(),
+                branch_filters: None,
+                retention: None,
             })
             .then_expect_error(ProjectError::NotFound);
+    }
+
+    #[test]
+    fn filters_and_retention_are_recorded_when_they_change() {
+        let (project_id, organization_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let filters = BranchFilters {
+            include: vec!["main".to_owned(), "release/*".to_owned()],
+            exclude: vec!["dependabot/*".to_owned()],
+        };
+        let policy = RetentionPolicy {
+            keep_days: Some(30),
+            keep_last: None,
+            archive_completed_after_days: Some(7),
+        };
+        // Given / When / Then
+        ProjectTest::with(())
+            .given(vec![created(project_id, organization_id)])
+            .when(ProjectCommand::UpdateProject {
+                settings: settings(),
+                branch_filters: Some(filters.clone()),
+                retention: Some(policy),
+            })
+            .then_expect_events(vec![
+                ProjectEvent::BranchFiltersChanged {
+                    filters: filters.clone(),
+                },
+                ProjectEvent::RetentionPolicyChanged { policy },
+            ]);
+        ProjectTest::with(())
+            .given(vec![
+                created(project_id, organization_id),
+                ProjectEvent::BranchFiltersChanged {
+                    filters: filters.clone(),
+                },
+            ])
+            .when(ProjectCommand::UpdateProject {
+                settings: settings(),
+                branch_filters: Some(filters),
+                retention: None,
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_invalid_glob_or_zero_retention_refuses_the_whole_update() {
+        let (project_id, organization_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut renamed = settings();
+        renamed.name = "Renamed".to_owned();
+        ProjectTest::with(())
+            .given(vec![created(project_id, organization_id)])
+            .when(ProjectCommand::UpdateProject {
+                settings: renamed.clone(),
+                branch_filters: Some(BranchFilters {
+                    include: vec!["feat/[a-z]".to_owned()],
+                    exclude: vec![],
+                }),
+                retention: None,
+            })
+            .then_expect_error(ProjectError::InvalidBranchFilter(
+                crate::branches::GlobError::Unsupported("feat/[a-z]".to_owned()),
+            ));
+        ProjectTest::with(())
+            .given(vec![created(project_id, organization_id)])
+            .when(ProjectCommand::UpdateProject {
+                settings: renamed,
+                branch_filters: None,
+                retention: Some(RetentionPolicy {
+                    keep_last: Some(0),
+                    ..RetentionPolicy::default()
+                }),
+            })
+            .then_expect_error(ProjectError::InvalidRetention("keepLast"));
     }
 }

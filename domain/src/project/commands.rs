@@ -3,6 +3,26 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::branches::BranchFilters;
+
+/// How long a project keeps its builds, and when its completed releases are archived. Unset values keep forever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicy {
+    /// Builds received more than this many days ago expire.
+    pub keep_days: Option<u32>,
+    /// Only the newest this many builds are kept.
+    pub keep_last: Option<u32>,
+    /// Completed releases are archived this many days after completion.
+    pub archive_completed_after_days: Option<u32>,
+}
+
+impl RetentionPolicy {
+    /// Whether any rule is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// The settings a user gives a project; the matcher compares incoming builds against them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectSettings {
@@ -23,7 +43,14 @@ pub enum ProjectCommand {
         project_id: Uuid,
         organization_id: Uuid,
         settings: ProjectSettings,
+        branch_filters: BranchFilters,
+        retention: RetentionPolicy,
     },
-    /// Replaces every setting at once, so that the event records the whole new state.
-    UpdateProject { settings: ProjectSettings },
+    /// Replaces every setting at once, so that the event records the whole new state; filters and retention
+    /// change only when given.
+    UpdateProject {
+        settings: ProjectSettings,
+        branch_filters: Option<BranchFilters>,
+        retention: Option<RetentionPolicy>,
+    },
 }

@@ -15,4 +15,8 @@ pub enum ProjectError {
     InvalidUrl { field: &'static str, value: String },
     #[error("{field} must not contain blank entries")]
     BlankEntry { field: &'static str },
+    #[error("branch filter {0}")]
+    InvalidBranchFilter(crate::branches::GlobError),
+    #[error("retention {0} must be at least 1 when set")]
+    InvalidRetention(&'static str),
 }

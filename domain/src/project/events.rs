@@ -4,7 +4,8 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::ProjectSettings;
+use super::{ProjectSettings, RetentionPolicy};
+use crate::branches::BranchFilters;
 
 /// What happened to a project. Both events carry the whole validated settings, so projections copy them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,6 +18,12 @@ pub enum ProjectEvent {
     ProjectUpdated {
         settings: ProjectSettings,
     },
+    BranchFiltersChanged {
+        filters: BranchFilters,
+    },
+    RetentionPolicyChanged {
+        policy: RetentionPolicy,
+    },
 }
 
 impl DomainEvent for ProjectEvent {
@@ -24,6 +31,8 @@ impl DomainEvent for ProjectEvent {
         match self {
             Self::ProjectCreated { .. } => "ProjectCreated",
             Self::ProjectUpdated { .. } => "ProjectUpdated",
+            Self::BranchFiltersChanged { .. } => "BranchFiltersChanged",
+            Self::RetentionPolicyChanged { .. } => "RetentionPolicyChanged",
         }
         .to_owned()
     }

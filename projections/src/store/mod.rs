@@ -34,6 +34,8 @@ pub enum Actor {
     OrganizationId { organization_id: Uuid },
     /// The operator, through the `lathe` command line.
     Operator,
+    /// A background job of the service, e.g. `retention`.
+    System { job: &'static str },
 }
 
 /// Context recorded with each event: who, for which organization, in which request, when.
@@ -77,6 +79,10 @@ impl CommandContext {
             }
             Actor::Operator => {
                 metadata.insert("actor.type".to_owned(), "operator".to_owned());
+            }
+            Actor::System { job } => {
+                metadata.insert("actor.type".to_owned(), "system".to_owned());
+                metadata.insert("actor.job".to_owned(), (*job).to_owned());
             }
         }
         if let Some(organization_id) = self.organization_id {

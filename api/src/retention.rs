@@ -1,0 +1,137 @@
+//! The retention job: expires builds and archives completed releases per each project's policy. It runs on an
+//! interval in every process, but only one process at a time does the work (a database advisory lock). What it
+//! does is recorded as events, with the job as actor and the rule as reason.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use domain::build_queue::{BuildQueue, BuildQueueCommand, BuildQueueError};
+use domain::release::{Release, ReleaseCommand, ReleaseError};
+use projections::{builds, jobs, projects, releases, Actor, CommandContext, CommandError};
+
+use crate::state::AppState;
+
+/// Advisory-lock key of the retention job.
+const RETENTION_LOCK: i64 = 0x6c61_7468_6572_6574;
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// `false` when another process held the job.
+    pub ran: bool,
+    pub builds_expired: u64,
+    pub releases_archived: u64,
+}
+
+/// Runs the job on an interval for as long as the service runs.
+pub fn spawn(state: AppState, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match run_once(&state).await {
+                Ok(report) if report.builds_expired + report.releases_archived > 0 => {
+                    tracing::info!(
+                        builds.expired = report.builds_expired,
+                        releases.archived = report.releases_archived,
+                        "retention applied"
+                    )
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(error = %error, "retention run failed; it will run again")
+                }
+            }
+        }
+    });
+}
+
+/// Applies every project's retention policy once, unless another process is doing it right now.
+pub async fn run_once(state: &AppState) -> Result<RetentionReport, anyhow::Error> {
+    let Some(lock) = jobs::try_lock(&state.pool, RETENTION_LOCK).await? else {
+        return Ok(RetentionReport::default());
+    };
+    let result = apply_policies(state).await;
+    lock.release().await?;
+    result
+}
+
+async fn apply_policies(state: &AppState) -> Result<RetentionReport, anyhow::Error> {
+    let mut report = RetentionReport {
+        ran: true,
+        ..RetentionReport::default()
+    };
+    let now = Utc::now();
+    for project in projects::with_retention(&state.pool).await? {
+        let policy = project.retention();
+        let context = CommandContext {
+            actor: Actor::System { job: "retention" },
+            organization_id: Some(project.organization_id),
+            request_id: None,
+            at: now,
+            extra: vec![("project_id".to_owned(), project.project_id.to_string())],
+        };
+        let live = builds::of_project(&state.pool, project.project_id).await?;
+        for (rank, (build_id, received_at)) in live.iter().enumerate() {
+            let too_old = policy
+                .keep_days
+                .filter(|days| *received_at < now - chrono::Duration::days(i64::from(*days)));
+            let beyond_last = policy.keep_last.filter(|last| rank >= *last as usize);
+            let reason = match (too_old, beyond_last) {
+                (Some(days), _) => {
+                    format!("received more than {days} days ago (project keeps {days} days)")
+                }
+                (None, Some(last)) => format!("older than the project's newest {last} builds"),
+                (None, None) => continue,
+            };
+            if expire(state, *build_id, reason, &context).await? {
+                report.builds_expired += 1;
+            }
+        }
+        if let Some(days) = policy.archive_completed_after_days {
+            let before = now - chrono::Duration::days(i64::from(days));
+            for release_id in
+                releases::completed_before(&state.pool, project.project_id, before).await?
+            {
+                let command = ReleaseCommand::ArchiveRelease { at: now };
+                match state
+                    .store
+                    .execute::<Release>(release_id, command, &context)
+                    .await
+                {
+                    Ok(()) => report.releases_archived += 1,
+                    // Archived by a person meanwhile: nothing to do.
+                    Err(CommandError::Domain(ReleaseError::NotCompleted(_))) => {}
+                    Err(error) => {
+                        return Err(anyhow::anyhow!("archiving release {release_id}: {error}"))
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn expire(
+    state: &AppState,
+    build_id: Uuid,
+    reason: String,
+    context: &CommandContext,
+) -> Result<bool, anyhow::Error> {
+    let command = BuildQueueCommand::Expire {
+        reason,
+        at: context.at,
+    };
+    match state
+        .store
+        .execute::<BuildQueue>(build_id, command, context)
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(CommandError::Domain(BuildQueueError::Expired)) => Ok(false),
+        Err(error) => Err(anyhow::anyhow!("expiring build {build_id}: {error}")),
+    }
+}
