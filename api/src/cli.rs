@@ -183,17 +183,14 @@ pub async fn create_organization(
         )
         .await
         .map_err(|error| anyhow::anyhow!("cannot create the organization: {error}"))?;
-    let issued = crate::keys::issue(
-        &store,
-        pool,
-        organization_id,
-        "Initial key".to_owned(),
-        Scope::ALL.to_vec(),
-        None,
-        None,
-        &context,
-    )
-    .await
-    .map_err(|error| anyhow::anyhow!("cannot create the first key: {error}"))?;
+    let spec = crate::keys::KeySpec {
+        name: "Initial key".to_owned(),
+        scopes: Scope::ALL.to_vec(),
+        expires_at: None,
+        rate_limit_per_minute: None,
+    };
+    let issued = crate::keys::issue(&store, pool, organization_id, spec, &context)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot create the first key: {error}"))?;
     Ok((organization_id, issued.key))
 }

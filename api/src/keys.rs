@@ -16,17 +16,28 @@ pub struct IssuedKey {
     pub row: api_keys::ApiKeyRow,
 }
 
+/// What a new key is to be.
+pub struct KeySpec {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit_per_minute: Option<u32>,
+}
+
 /// Creates a key for an organization. Only its hash and prefix reach the event store.
 pub async fn issue(
     store: &EventStore,
     pool: &PgPool,
     organization_id: Uuid,
-    name: String,
-    scopes: Vec<Scope>,
-    expires_at: Option<DateTime<Utc>>,
-    rate_limit_per_minute: Option<u32>,
+    spec: KeySpec,
     context: &CommandContext,
 ) -> Result<IssuedKey, ApiError> {
+    let KeySpec {
+        name,
+        scopes,
+        expires_at,
+        rate_limit_per_minute,
+    } = spec;
     let key = generate_key();
     let api_key_id = Uuid::new_v4();
     let command = ApiKeyCommand::CreateApiKey {

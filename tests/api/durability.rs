@@ -301,6 +301,21 @@ async fn varied_workload(app: &TestApp) {
     .await;
     app.graphql_ok(
         &org.key,
+        "mutation($id: ID!) { updateApiKey(id: $id, input: {rateLimitPerMinute: 600}) { id } }",
+        json!({ "id": key_id }),
+    )
+    .await;
+    app.graphql_ok(
+        &org.key,
+        r#"mutation($id: ID!) { updateProject(id: $id, input: {branchInclude: ["main"], retention: {keepLast: 1}}) { id } }"#,
+        json!({ "id": web }),
+    )
+    .await;
+    // Retention expires the older of Web's two builds, which is in a release.
+    let report = lathe_api::retention::run_once(&app.state).await.unwrap();
+    assert_eq!(report.builds_expired, 1);
+    app.graphql_ok(
+        &org.key,
         "mutation { setOrgIdAuthentication(enabled: false) { id } }",
         json!({}),
     )

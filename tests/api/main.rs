@@ -10,5 +10,6 @@ mod process;
 mod projects;
 mod queue;
 mod releases;
+mod rules;
 mod schema;
 mod webhook;

@@ -368,14 +368,17 @@ impl MutationRoot {
             ))
             .into());
         }
+        let spec = keys::KeySpec {
+            name: input.name,
+            scopes,
+            expires_at: input.expires_at,
+            rate_limit_per_minute: rate_limit(input.rate_limit_per_minute)?,
+        };
         let issued = keys::issue(
             &r.state.store,
             &r.state.pool,
             r.organization_id(),
-            input.name,
-            scopes,
-            input.expires_at,
-            rate_limit(input.rate_limit_per_minute)?,
+            spec,
             &r.command_context(),
         )
         .await?;
