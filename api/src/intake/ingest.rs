@@ -20,7 +20,7 @@ use projections::idempotency::{self, Reservation};
 use projections::CommandContext;
 
 use super::deliveries::DeliveryLog;
-use super::webhook::{body_error, parse_json, request_id};
+use super::webhook::{body_error, error_response, parse_json, request_id};
 use super::{authenticate_intake, submit, BuildSubmission, IntakeResponse, Outcome};
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
@@ -52,7 +52,7 @@ pub async fn ingest(
             Json(response),
         )
             .into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => error_response(error),
     };
     if let Some(rate) = rate {
         rate.write_headers(response.headers_mut());

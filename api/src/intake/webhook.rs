@@ -48,17 +48,7 @@ pub async fn azure_devops(
             Json(response),
         )
             .into_response(),
-        // Azure DevOps retries 503 (a transient failure) with backoff, but puts the subscription on probation
-        // after a 500. Our own failures are worth a retry: nothing of the delivery was stored.
-        Err(error @ ApiError::Internal(_)) => {
-            let mut response = error.into_response();
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            response
-                .headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
-            response
-        }
-        Err(error) => error.into_response(),
+        Err(error) => error_response(error),
     };
     if let Some(rate) = rate {
         rate.write_headers(response.headers_mut());
@@ -102,6 +92,21 @@ async fn handle(
     };
     let response = submit(state, caller.organization_id, submission, &context).await?;
     Ok((200, response))
+}
+
+/// The response for a failed delivery. Our own failures answer 503 with `Retry-After`: Azure DevOps retries a
+/// 503 (a transient failure) with backoff but puts the subscription on probation after a 500, and a CI step can
+/// retry too. Nothing of the delivery was stored.
+pub(crate) fn error_response(error: ApiError) -> Response {
+    let internal = matches!(error, ApiError::Internal(_));
+    let mut response = error.into_response();
+    if internal {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response
+            .headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+    }
+    response
 }
 
 /// The request id set by the request-id layer.
