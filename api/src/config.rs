@@ -47,6 +47,52 @@ pub struct Settings {
     )]
     pub retention_interval_secs: u64,
 
+    /// Key that encrypts Azure DevOps tokens at rest: 32 random bytes, base64 (`openssl rand -base64 32`).
+    /// Without it, projects cannot be connected to Azure DevOps.
+    #[arg(long, global = true, env = "LATHE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<SecretString>,
+
+    /// Base URL of Lathe Studio, for the links to builds put in pull-request statuses.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_PUBLIC_URL",
+        default_value = "https://lathestudio.dev"
+    )]
+    pub public_url: String,
+
+    /// Milliseconds before a call to Azure DevOps is given up as timed out (and retried later).
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_AZURE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub azure_timeout_ms: u64,
+
+    /// Milliseconds before the first retry of a failed Azure DevOps call; doubled on each attempt.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_AZURE_BACKOFF_MS",
+        default_value_t = 2_000
+    )]
+    pub azure_backoff_ms: u64,
+
+    /// Attempts before an Azure DevOps call ends as failed.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_AZURE_MAX_ATTEMPTS",
+        default_value_t = 8
+    )]
+    pub azure_max_attempts: i32,
+
+    /// Run the background jobs (Azure DevOps outbox, retention, key-usage writes) in this process. Turn off for
+    /// processes that should only answer requests; at least one process must run them.
+    #[arg(long, global = true, env = "LATHE_BACKGROUND_JOBS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub background_jobs: bool,
+
     /// Address and port to listen on.
     #[arg(
         long,
@@ -66,6 +112,12 @@ impl Settings {
             ingest_max_bytes: 32 * 1024 * 1024,
             rate_limit_per_minute: 60,
             retention_interval_secs: 3600,
+            secret_key: None,
+            public_url: "https://lathestudio.dev".to_owned(),
+            azure_timeout_ms: 10_000,
+            azure_backoff_ms: 2_000,
+            azure_max_attempts: 8,
+            background_jobs: true,
             bind: "127.0.0.1:0".parse().expect("a valid socket address"),
         }
     }

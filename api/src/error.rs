@@ -167,13 +167,14 @@ impl DomainRejection for OrganizationError {
 impl DomainRejection for ProjectError {
     fn to_api_error(&self) -> ApiError {
         match self {
-            Self::AlreadyExists => ApiError::Conflict(self.to_string()),
+            Self::AlreadyExists | Self::NotConnected => ApiError::Conflict(self.to_string()),
             Self::NotFound => ApiError::NotFound(self.to_string()),
             Self::InvalidName(_)
             | Self::InvalidUrl { .. }
             | Self::BlankEntry { .. }
             | Self::InvalidBranchFilter(_)
-            | Self::InvalidRetention(_) => ApiError::BadUserInput(self.to_string()),
+            | Self::InvalidRetention(_)
+            | Self::InvalidAzureDevOps(_) => ApiError::BadUserInput(self.to_string()),
         }
     }
 }

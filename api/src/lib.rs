@@ -1,6 +1,7 @@
 //! Lathe's service: HTTP and GraphQL on axum, commands into the event store, queries against the read models.
 
 pub mod auth;
+pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -11,6 +11,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     retention_every: std::time::Duration,
+    background_jobs: bool,
 }
 
 impl Application {
@@ -21,10 +22,29 @@ impl Application {
         projections::migrate(url).await?;
         let pool = projections::connect(url, settings.db_max_connections).await?;
         let listener = TcpListener::bind(settings.bind).await?;
+        let sealer = settings
+            .secret_key
+            .as_ref()
+            .map(|key| {
+                crate::azure::crypto::Sealer::from_base64(secrecy::ExposeSecret::expose_secret(key))
+            })
+            .transpose()?;
+        let azure = crate::azure::AzureRuntime {
+            client: crate::azure::client::AzureClient::new(std::time::Duration::from_millis(
+                settings.azure_timeout_ms,
+            )),
+            sealer,
+            public_url: settings.public_url.clone(),
+            backoff: std::time::Duration::from_millis(settings.azure_backoff_ms),
+            max_attempts: settings.azure_max_attempts.max(1),
+            // Each delivery makes at most three calls, each bounded by the timeout.
+            lease: std::time::Duration::from_millis((settings.azure_timeout_ms * 4).max(5_000)),
+        };
         Ok(Self {
             retention_every: std::time::Duration::from_secs(
                 settings.retention_interval_secs.max(1),
             ),
+            background_jobs: settings.background_jobs,
             listener,
             state: AppState::new(
                 pool,
@@ -32,6 +52,7 @@ impl Application {
                     ingest_max_bytes: settings.ingest_max_bytes,
                     rate_limit_per_minute: settings.rate_limit_per_minute,
                 },
+                azure,
             ),
         })
     }
@@ -52,8 +73,12 @@ impl Application {
     /// Serves until the process receives Ctrl-C or SIGTERM, then finishes the requests in flight.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
+        // Key usage is noted by whichever process answers, so every process writes its own notes.
         crate::usage::spawn_flusher(self.state.usage.clone(), self.state.pool.clone());
-        crate::retention::spawn(self.state.clone(), self.retention_every);
+        if self.background_jobs {
+            crate::retention::spawn(self.state.clone(), self.retention_every);
+            crate::azure::worker::spawn(self.state.clone(), std::time::Duration::from_millis(250));
+        }
         let (usage, pool) = (self.state.usage.clone(), self.state.pool.clone());
         let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown_signal())

@@ -12,6 +12,7 @@ pub struct AppState {
     pub store: Arc<EventStore>,
     pub limits: Limits,
     pub usage: Arc<crate::usage::Usage>,
+    pub azure: Arc<crate::azure::AzureRuntime>,
 }
 
 /// Sizes an operator may tune.
@@ -25,12 +26,13 @@ pub struct Limits {
 
 impl AppState {
     /// Wires the event store to `pool`.
-    pub fn new(pool: PgPool, limits: Limits) -> Self {
+    pub fn new(pool: PgPool, limits: Limits, azure: crate::azure::AzureRuntime) -> Self {
         Self {
             store: Arc::new(EventStore::postgres(pool.clone())),
             pool,
             limits,
             usage: Arc::default(),
+            azure: Arc::new(azure),
         }
     }
 }

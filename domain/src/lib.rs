@@ -5,6 +5,7 @@
 //! with `cqrs_es::test::TestFramework`.
 
 pub mod api_key;
+pub mod azure;
 pub mod branches;
 pub mod build_queue;
 pub mod matching;

@@ -123,6 +123,22 @@ impl Projector<BuildQueue> for BuildsProjector {
                 .execute(conn)
                 .await?;
             }
+            BuildQueueEvent::WorkItemLinked {
+                test_result_ids,
+                work_item_id,
+                url,
+                linked_at,
+            } => {
+                crate::azure::link_work_item(
+                    conn,
+                    build_id,
+                    test_result_ids,
+                    *work_item_id,
+                    url,
+                    *linked_at,
+                )
+                .await?;
+            }
             BuildQueueEvent::BuildExpired { .. } => {
                 // The events stay; the build and its results leave the read models and storage.
                 sqlx::query("DELETE FROM test_results WHERE build_id = $1")

@@ -6,12 +6,14 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod azure;
 pub mod builds;
 mod database;
 pub mod deliveries;
 pub mod idempotency;
 pub mod jobs;
 pub mod organizations;
+pub mod outbox;
 mod projector;
 pub mod projects;
 pub mod rate_limits;

@@ -23,6 +23,12 @@ pub trait Projector<A: Aggregate>: Send + Sync {
     /// feed one projection; `lathe replay --projection NAME` rebuilds them together.
     fn projection(&self) -> &'static str;
 
+    /// Whether applying has effects outside the read models (e.g. enqueuing calls to Azure DevOps). Such a
+    /// projector runs with every append but never in a rebuild.
+    fn has_side_effects(&self) -> bool {
+        false
+    }
+
     /// Applies one event to the read model.
     async fn apply(
         &self,
@@ -76,7 +82,10 @@ impl Selection {
 /// The projectors of one aggregate type, behind a type-erased face so that the registry can hold all of them.
 #[async_trait]
 trait AggregateProjectors: Send + Sync {
+    /// The rebuildable projections (side-effect-free) this type feeds.
     fn projections(&self) -> Vec<&'static str>;
+    /// Every projection this type feeds, side effects included.
+    fn all_projections(&self) -> Vec<&'static str>;
 
     async fn apply(
         &self,
@@ -94,6 +103,14 @@ struct Typed<A: Aggregate> {
 #[async_trait]
 impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
     fn projections(&self) -> Vec<&'static str> {
+        self.projectors
+            .iter()
+            .filter(|p| !p.has_side_effects())
+            .map(|p| p.projection())
+            .collect()
+    }
+
+    fn all_projections(&self) -> Vec<&'static str> {
         self.projectors.iter().map(|p| p.projection()).collect()
     }
 
@@ -151,6 +168,8 @@ impl Registry {
         registry.register::<BuildQueue>(vec![
             Box::new(builds::BuildsProjector),
             Box::new(releases::ReleaseBuildCountsProjector),
+            // After the builds projection, whose rows it reads in the same transaction.
+            Box::new(crate::outbox::OutboxReactor),
         ]);
         registry.register::<ApiKey>(vec![Box::new(api_keys::ApiKeysProjector)]);
         registry
@@ -220,7 +239,11 @@ impl Registry {
         let Some(last) = events.last() else {
             return Ok(());
         };
-        let projections = self.projections_of(&last.aggregate_type);
+        let projections = self
+            .by_type
+            .get(last.aggregate_type.as_str())
+            .map(|p| p.all_projections())
+            .unwrap_or_default();
         if projections.is_empty() {
             return Ok(());
         }

@@ -76,6 +76,13 @@ impl Projector<Project> for ProjectsProjector {
                 .execute(conn)
                 .await?;
             }
+            ProjectEvent::AzureDevOpsConnected { settings } => {
+                let project_id = aggregate_uuid(&event.aggregate_id);
+                crate::azure::upsert_connection(conn, project_id, settings, at).await?;
+            }
+            ProjectEvent::AzureDevOpsDisconnected => {
+                crate::azure::delete_connection(conn, aggregate_uuid(&event.aggregate_id)).await?;
+            }
             ProjectEvent::ProjectUpdated { settings } => {
                 sqlx::query(
                     "UPDATE projects SET name = $2, url = $3, repository_urls = $4, azure_project_id = $5,

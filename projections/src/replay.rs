@@ -25,9 +25,9 @@ const REPLAY_LOCK: i64 = 0x6c61_7468_6572_706c;
 fn tables_of(projection: &str) -> &'static [&'static str] {
     match projection {
         "organizations" => &["organizations"],
-        "projects" => &["projects"],
+        "projects" => &["projects", "azure_connections"],
         "releases" => &["releases"],
-        "builds" => &["builds", "test_results"],
+        "builds" => &["builds", "test_results", "work_item_links"],
         "api_keys" => &["api_keys"],
         _ => &[],
     }

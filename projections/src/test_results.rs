@@ -64,6 +64,8 @@ pub struct TestResultRow {
     pub tester_notes: Option<String>,
     pub environment: Option<String>,
     pub recorded_at: DateTime<Utc>,
+    pub work_item_id: Option<i64>,
+    pub work_item_url: Option<String>,
 }
 
 /// A page of a build's results in upload order, optionally of one status; `after` is an ordinal.
@@ -76,7 +78,7 @@ pub async fn page(
 ) -> Result<Page<TestResultRow>, sqlx::Error> {
     let rows = sqlx::query_as(
         "SELECT test_result_id, build_id, ordinal, title, status, duration_ms, error_message, priority, steps,
-            tester_notes, environment, recorded_at
+            tester_notes, environment, recorded_at, work_item_id, work_item_url
          FROM test_results
          WHERE build_id = $1 AND ($2::text IS NULL OR status = $2) AND ordinal > $3
          ORDER BY ordinal
@@ -89,4 +91,43 @@ pub async fn page(
     .fetch_all(pool)
     .await?;
     Ok(Page::from_overfetch(rows, limit))
+}
+
+/// One test result of an organization, with its build's project.
+pub async fn find(
+    pool: &PgPool,
+    organization_id: Uuid,
+    test_result_id: Uuid,
+) -> Result<Option<(TestResultRow, Option<Uuid>)>, sqlx::Error> {
+    let row: Option<TestResultRow> = sqlx::query_as(
+        "SELECT test_result_id, build_id, ordinal, title, status, duration_ms, error_message, priority, steps,
+            tester_notes, environment, recorded_at, work_item_id, work_item_url
+         FROM test_results WHERE organization_id = $1 AND test_result_id = $2",
+    )
+    .bind(organization_id)
+    .bind(test_result_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let project: Option<Uuid> =
+        sqlx::query_scalar("SELECT project_id FROM builds WHERE build_id = $1")
+            .bind(row.build_id)
+            .fetch_optional(pool)
+            .await?
+            .flatten();
+    Ok(Some((row, project)))
+}
+
+/// Several test results of one build, in upload order.
+pub async fn of_ids(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<TestResultRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT test_result_id, build_id, ordinal, title, status, duration_ms, error_message, priority, steps,
+            tester_notes, environment, recorded_at, work_item_id, work_item_url
+         FROM test_results WHERE test_result_id = ANY($1) ORDER BY ordinal",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
 }

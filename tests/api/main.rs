@@ -4,8 +4,10 @@
 mod audit;
 mod auth;
 mod durability;
+mod fake_azure;
 mod health;
 mod ingest;
+mod integration;
 mod process;
 mod projects;
 mod queue;

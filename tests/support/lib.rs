@@ -27,6 +27,9 @@ fn database_url(name: &str) -> String {
 
 static CLEANUP: OnceLock<()> = OnceLock::new();
 
+/// The server key the tests encrypt Azure DevOps tokens with (32 bytes, base64).
+pub const TEST_SECRET_KEY: &str = "bGF0aGUtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyEhISE=";
+
 /// Drops the databases earlier test runs left behind, once per test process.
 async fn drop_leftover_databases() {
     if CLEANUP.set(()).is_err() {
@@ -74,6 +77,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::for_database(&database_url);
     // Tests send far more than 60 requests a minute with one key; the rate-limit tests set their own limits.
     settings.rate_limit_per_minute = 1_000_000;
+    settings.secret_key = Some(secrecy::SecretString::from(TEST_SECRET_KEY.to_owned()));
+    settings.azure_timeout_ms = 700;
+    settings.azure_backoff_ms = 50;
+    settings.azure_max_attempts = 4;
     configure(&mut settings);
     let app = Application::build(&settings)
         .await

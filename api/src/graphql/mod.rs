@@ -1,6 +1,7 @@
 //! The GraphQL API: schema, the HTTP handler, and what resolvers share.
 
 mod audit;
+mod azure;
 mod cursor;
 mod mutation;
 mod query;
@@ -26,14 +27,19 @@ pub use query::QueryRoot;
 /// Every query: the dashboards' and the auditors'.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct Query(QueryRoot, audit::AuditQuery);
+pub struct Query(QueryRoot, audit::AuditQuery, azure::AzureQuery);
+
+/// Every mutation.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct Mutation(MutationRoot, azure::AzureMutation);
 
 /// The schema served at `/graphql`.
-pub type LatheSchema = Schema<Query, MutationRoot, EmptySubscription>;
+pub type LatheSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema; `state` is available to every resolver.
 pub fn build_schema(state: AppState) -> LatheSchema {
-    Schema::build(Query::default(), MutationRoot, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(state)
         .limit_depth(12)
         .limit_complexity(5_000)
@@ -42,7 +48,7 @@ pub fn build_schema(state: AppState) -> LatheSchema {
 
 /// The SDL the server serves; `schema.graphql` at the repository root must equal it.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), MutationRoot, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .finish()
         .sdl()
 }

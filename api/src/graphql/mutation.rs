@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::keys;
 
 /// The root of every mutation.
+#[derive(Default)]
 pub struct MutationRoot;
 
 /// A new project.
@@ -123,7 +124,7 @@ pub struct CreateApiKeyInput {
     pub rate_limit_per_minute: Option<i32>,
 }
 
-#[Object(name = "Mutation")]
+#[Object]
 impl MutationRoot {
     async fn create_project(
         &self,

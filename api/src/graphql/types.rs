@@ -131,6 +131,17 @@ impl Project {
             archive_completed_after_days: int(policy.archive_completed_after_days),
         }
     }
+    /// The project's Azure DevOps connection, if any (never its token).
+    async fn azure_dev_ops(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::azure::AzureDevOpsConnection>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let row = projections::azure::connection(&state.pool, self.0.project_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(row.map(Into::into))
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -382,6 +393,20 @@ impl TestResult {
     async fn recorded_at(&self) -> DateTime<Utc> {
         self.0.recorded_at
     }
+    /// The Azure DevOps work item tracking this failure, if one was created.
+    async fn work_item(&self) -> Option<WorkItemLink> {
+        Some(WorkItemLink {
+            id: self.0.work_item_id?,
+            url: self.0.work_item_url.clone()?,
+        })
+    }
+}
+
+/// A work item in Azure DevOps.
+#[derive(SimpleObject)]
+pub struct WorkItemLink {
+    pub id: i64,
+    pub url: String,
 }
 
 /// One call to the webhook or ingest endpoint and what became of it.

@@ -134,6 +134,23 @@ impl Aggregate for BuildQueue {
                 };
                 sink.write(event, self).await;
             }
+            BuildQueueCommand::LinkWorkItem {
+                test_result_ids,
+                work_item_id,
+                url,
+                at,
+            } => {
+                if self.status == EntryStatus::New {
+                    return Err(BuildQueueError::NotFound);
+                }
+                let event = BuildQueueEvent::WorkItemLinked {
+                    test_result_ids,
+                    work_item_id,
+                    url,
+                    linked_at: at,
+                };
+                sink.write(event, self).await;
+            }
             BuildQueueCommand::Reject { reason, at } => {
                 self.require_queued()?;
                 let reason = validate_name(&reason).map_err(BuildQueueError::InvalidReason)?;
@@ -179,6 +196,7 @@ impl Aggregate for BuildQueue {
                 self.upload_ids.push(upload_id)
             }
             BuildQueueEvent::BuildExpired { .. } => self.status = EntryStatus::Expired,
+            BuildQueueEvent::WorkItemLinked { .. } => {}
         }
     }
 }

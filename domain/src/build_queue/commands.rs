@@ -238,6 +238,13 @@ pub enum BuildQueueCommand {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// Records a work item created in Azure DevOps for some of the build's failed tests.
+    LinkWorkItem {
+        test_result_ids: Vec<Uuid>,
+        work_item_id: u64,
+        url: String,
+        at: DateTime<Utc>,
+    },
     /// Applies the project's retention policy: the build leaves the read models; its events stay.
     Expire {
         reason: String,

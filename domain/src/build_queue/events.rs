@@ -46,6 +46,13 @@ pub enum BuildQueueEvent {
         reason: String,
         expired_at: DateTime<Utc>,
     },
+    /// A work item in Azure DevOps now tracks these failed tests (one, or all of them for a summary item).
+    WorkItemLinked {
+        test_result_ids: Vec<Uuid>,
+        work_item_id: u64,
+        url: String,
+        linked_at: DateTime<Utc>,
+    },
     /// One upload's results, with their counts so that projections need not recount.
     TestResultsRecorded {
         upload_id: Uuid,
@@ -66,6 +73,7 @@ impl DomainEvent for BuildQueueEvent {
             Self::QueuedBuildRejected { .. } => "QueuedBuildRejected",
             Self::TestResultsRecorded { .. } => "TestResultsRecorded",
             Self::BuildExpired { .. } => "BuildExpired",
+            Self::WorkItemLinked { .. } => "WorkItemLinked",
         }
         .to_owned()
     }

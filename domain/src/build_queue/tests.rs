@@ -496,3 +496,22 @@ fn retention_expires_a_build_once_and_it_then_takes_nothing() {
         })
         .then_expect_error(BuildQueueError::Expired);
 }
+
+#[test]
+fn a_work_item_link_is_recorded_on_the_builds_stream() {
+    let ids = vec![Uuid::from_u128(77)];
+    BuildQueueTest::with(())
+        .given(queued(None, QueueReason::NoProjectMatched))
+        .when(BuildQueueCommand::LinkWorkItem {
+            test_result_ids: ids.clone(),
+            work_item_id: 131489,
+            url: "https://dev.azure.com/fabrikam/_workitems/edit/131489".to_owned(),
+            at: at(),
+        })
+        .then_expect_events(vec![BuildQueueEvent::WorkItemLinked {
+            test_result_ids: ids,
+            work_item_id: 131489,
+            url: "https://dev.azure.com/fabrikam/_workitems/edit/131489".to_owned(),
+            linked_at: at(),
+        }]);
+}

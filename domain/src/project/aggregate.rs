@@ -17,6 +17,7 @@ pub struct Project {
     pub settings: ProjectSettings,
     pub branch_filters: BranchFilters,
     pub retention: RetentionPolicy,
+    pub azure_devops: Option<crate::azure::AzureDevOpsSettings>,
 }
 
 impl Aggregate for Project {
@@ -93,6 +94,27 @@ impl Aggregate for Project {
                         .await;
                 }
             }
+            ProjectCommand::ConnectAzureDevOps { settings } => {
+                if self.project_id.is_none() {
+                    return Err(ProjectError::NotFound);
+                }
+                let settings = settings
+                    .validated()
+                    .map_err(ProjectError::InvalidAzureDevOps)?;
+                // Reconnecting with the same settings is still recorded: the token may have changed.
+                sink.write(ProjectEvent::AzureDevOpsConnected { settings }, self)
+                    .await;
+            }
+            ProjectCommand::DisconnectAzureDevOps => {
+                if self.project_id.is_none() {
+                    return Err(ProjectError::NotFound);
+                }
+                if self.azure_devops.is_none() {
+                    return Err(ProjectError::NotConnected);
+                }
+                sink.write(ProjectEvent::AzureDevOpsDisconnected, self)
+                    .await;
+            }
         }
         Ok(())
     }
@@ -111,6 +133,8 @@ impl Aggregate for Project {
             ProjectEvent::ProjectUpdated { settings } => self.settings = settings,
             ProjectEvent::BranchFiltersChanged { filters } => self.branch_filters = filters,
             ProjectEvent::RetentionPolicyChanged { policy } => self.retention = policy,
+            ProjectEvent::AzureDevOpsConnected { settings } => self.azure_devops = Some(settings),
+            ProjectEvent::AzureDevOpsDisconnected => self.azure_devops = None,
         }
     }
 }
@@ -384,5 +408,35 @@ mod tests {
                 }),
             })
             .then_expect_error(ProjectError::InvalidRetention("keepLast"));
+    }
+
+    #[test]
+    fn a_project_connects_to_azure_devops_and_disconnects_once() {
+        let (project_id, organization_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let settings = crate::azure::AzureDevOpsSettings {
+            organization_url: "https://dev.azure.com/fabrikam".to_owned(),
+            project: "Web".to_owned(),
+            work_item_type: "Bug".to_owned(),
+            field_mappings: crate::azure::default_mappings(),
+            auto_create_work_items: true,
+            post_pull_request_comments: false,
+            failure_threshold: 20,
+        };
+        ProjectTest::with(())
+            .given(vec![created(project_id, organization_id)])
+            .when(ProjectCommand::ConnectAzureDevOps {
+                settings: settings.clone(),
+            })
+            .then_expect_events(vec![ProjectEvent::AzureDevOpsConnected {
+                settings: settings.clone(),
+            }]);
+        ProjectTest::with(())
+            .given(vec![
+                created(project_id, organization_id),
+                ProjectEvent::AzureDevOpsConnected { settings },
+                ProjectEvent::AzureDevOpsDisconnected,
+            ])
+            .when(ProjectCommand::DisconnectAzureDevOps)
+            .then_expect_error(ProjectError::NotConnected);
     }
 }

@@ -53,4 +53,11 @@ pub enum ProjectCommand {
         branch_filters: Option<BranchFilters>,
         retention: Option<RetentionPolicy>,
     },
+    /// Connects (or reconnects) the project to Azure DevOps. The caller checked the settings against Azure
+    /// DevOps and stored the token, encrypted, outside the event store.
+    ConnectAzureDevOps {
+        settings: crate::azure::AzureDevOpsSettings,
+    },
+    /// Stops new work items and statuses; links already made remain.
+    DisconnectAzureDevOps,
 }

@@ -17,6 +17,10 @@ pub enum ProjectError {
     BlankEntry { field: &'static str },
     #[error("branch filter {0}")]
     InvalidBranchFilter(crate::branches::GlobError),
+    #[error("Azure DevOps connection: {0}")]
+    InvalidAzureDevOps(crate::azure::AzureSettingsError),
+    #[error("the project is not connected to Azure DevOps")]
+    NotConnected,
     #[error("retention {0} must be at least 1 when set")]
     InvalidRetention(&'static str),
 }

@@ -24,6 +24,10 @@ pub enum ProjectEvent {
     RetentionPolicyChanged {
         policy: RetentionPolicy,
     },
+    AzureDevOpsConnected {
+        settings: crate::azure::AzureDevOpsSettings,
+    },
+    AzureDevOpsDisconnected,
 }
 
 impl DomainEvent for ProjectEvent {
@@ -33,6 +37,8 @@ impl DomainEvent for ProjectEvent {
             Self::ProjectUpdated { .. } => "ProjectUpdated",
             Self::BranchFiltersChanged { .. } => "BranchFiltersChanged",
             Self::RetentionPolicyChanged { .. } => "RetentionPolicyChanged",
+            Self::AzureDevOpsConnected { .. } => "AzureDevOpsConnected",
+            Self::AzureDevOpsDisconnected => "AzureDevOpsDisconnected",
         }
         .to_owned()
     }
