@@ -49,6 +49,7 @@ DB=lathe_bench_$(date -u +%Y%m%d%H%M%S)_$$
 REPLAY_DB=${DB}_replay
 HZ=$(getconf CLK_TCK)
 SERVICE_PID=
+CHILD_PID=
 mkdir -p "$OUT"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -71,8 +72,25 @@ stop_service() {
     SERVICE_PID=
 }
 
+# Runs a long step in the background and waits for it, so that a signal to this script is handled at once (bash
+# defers traps until a foreground command ends) and the step can be stopped with the rest.
+child() {
+    "$@" &
+    CHILD_PID=$!
+    local status=0
+    wait "$CHILD_PID" || status=$?
+    CHILD_PID=
+    return "$status"
+}
+
 cleanup() {
     local status=$?
+    trap - INT TERM
+    if [[ -n $CHILD_PID ]]; then
+        # The step and the process it wraps (loadgen under /usr/bin/time, psql or lathe under timeout), by id.
+        kill -TERM $(ps -o pid= --ppid "$CHILD_PID" 2>/dev/null) "$CHILD_PID" 2>/dev/null || true
+        wait "$CHILD_PID" 2>/dev/null || true
+    fi
     stop_service
     for db in "$DB" "$REPLAY_DB"; do
         psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
@@ -126,7 +144,7 @@ phase_end() { # name requests loadgen-run-name
 # ---- load generator --------------------------------------------------------------------------------------------
 loadgen() { # name, then loadgen arguments
     local name=$1; shift
-    /usr/bin/time -f '%U %S %M' -o "$OUT/$name.loadgen-time" "$LOADGEN" --url "$URL" "$@" >"$OUT/$name.json" \
+    child /usr/bin/time -f '%U %S %M' -o "$OUT/$name.loadgen-time" "$LOADGEN" --url "$URL" "$@" >"$OUT/$name.json" \
         || die "loadgen $name failed (see $OUT/$name.json)"
     jq -c '{requests, errors, rps: (.throughput_rps * 10 | round / 10), p50: .latency_ms.p50, p99: .latency_ms.p99,
             first_error}' "$OUT/$name.json" | sed "s/^/[bench]   $name: /" >&2
@@ -174,7 +192,7 @@ psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -f bench/ceiling-setup.sql >/dev/null 2>&
 sql "CHECKPOINT"
 payload=$(sql "SELECT payload FROM events WHERE aggregate_id = '$TEMPLATE_ID' AND sequence = 1")
 metadata=$(sql "SELECT metadata FROM events WHERE aggregate_id = '$TEMPLATE_ID' AND sequence = 1")
-pgbench -n -M prepared -c "$CONCURRENCY" -j 2 -T "$CEILING_SECONDS" -D payload="$payload" -D metadata="$metadata" \
+child pgbench -n -M prepared -c "$CONCURRENCY" -j 2 -T "$CEILING_SECONDS" -D payload="$payload" -D metadata="$metadata" \
     -f bench/ceiling.sql "$DB" >"$OUT/ceiling.txt" 2>&1 || die "pgbench failed (see $OUT/ceiling.txt)"
 CEILING_TPS=$(grep -Po 'tps = \K[0-9.]+' "$OUT/ceiling.txt")
 CEILING_MS=$(grep -Po 'latency average = \K[0-9.]+' "$OUT/ceiling.txt")
@@ -249,7 +267,7 @@ if ((HAVE_REPLAY)) || [[ ${BENCH_SEED_REPLAY:-} == always ]]; then
     steps=$(jq length <<<"$template")
     streams=$(((REPLAY_EVENTS - existing) / steps))
     seed_start=$(date +%s.%N)
-    timeout "$STEP_TIMEOUT" psql -X -q -v ON_ERROR_STOP=1 -d "$REPLAY_DB" -v streams="$streams" \
+    child timeout "$STEP_TIMEOUT" psql -X -q -v ON_ERROR_STOP=1 -d "$REPLAY_DB" -v streams="$streams" \
         -v template="$template" -f bench/replay-seed.sql >"$OUT/replay-seed.log" 2>&1 \
         || die "seeding the replay database failed (see $OUT/replay-seed.log)"
     psql -X -q -d "$REPLAY_DB" -c "VACUUM ANALYZE events" -c "CHECKPOINT" >/dev/null
@@ -259,13 +277,15 @@ fi
 if ((HAVE_REPLAY)); then
     log "replay: lathe replay"
     replay_start=$(date +%s.%N)
-    if RUST_LOG=${BENCH_RUST_LOG:-warn} DATABASE_URL=$(db_url "$REPLAY_DB") timeout "$STEP_TIMEOUT" \
-        /usr/bin/time -f '%e %M' -o "$OUT/replay.time" "$LATHE" replay >"$OUT/replay.log" 2>&1; then
+    if RUST_LOG=${BENCH_RUST_LOG:-warn} DATABASE_URL=$(db_url "$REPLAY_DB") child \
+        /usr/bin/time -f '%e %M' -o "$OUT/replay.time" timeout "$STEP_TIMEOUT" "$LATHE" replay >"$OUT/replay.log" 2>&1; then
         REPLAY_SECONDS=$(calc "$(date +%s.%N) - $replay_start")
         REPLAY_RATE=$(calc "$REPLAY_N / $REPLAY_SECONDS")
         REPLAY_STATUS=ran
+        # Sanity check: every synthetic build is a row of the rebuilt builds read model.
         rebuilt=$(psql -X -At -d "$REPLAY_DB" -c "SET search_path = read, public" \
             -c "SELECT count(*) FROM builds" 2>/dev/null | tail -1 || echo "?")
+        [[ $rebuilt == "$streams" ]] || REPLAY_STATUS=unchecked
         REPLAY_NOTE="$(fixed "$REPLAY_SECONDS") s for $(thousands "$REPLAY_N") events; builds rows after: $(thousands "$rebuilt") (expected $(thousands "$streams")); replay peak RSS $(( $(awk '{ print $2 }' "$OUT/replay.time") / 1024 )) MB"
     else
         REPLAY_STATUS=failed
@@ -291,6 +311,8 @@ I100=$(calc "$(field ingest-100000 .latency_ms.max) / 1000")
 case $REPLAY_STATUS in
     ran) R_MEASURED="$(thousands "$REPLAY_RATE") events/s"; R_X=$(x_tps "$REPLAY_RATE")
          R_VERDICT=$(verdict "$REPLAY_RATE >= 50000") ;;
+    unchecked) R_MEASURED="$(thousands "$REPLAY_RATE") events/s"; R_X=$(x_tps "$REPLAY_RATE")
+         R_VERDICT="FAIL (builds rows ≠ builds seeded)" ;;
     failed) R_MEASURED="failed"; R_X="—"; R_VERDICT=FAIL ;;
     *) R_MEASURED="not available"; R_X="—"; R_VERDICT=SKIP ;;
 esac
