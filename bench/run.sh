@@ -20,7 +20,7 @@
 #   BENCH_SEED_REPLAY=always     seed the replay database even when `lathe replay` is missing (tests the seed)
 #   BENCH_STRICT=1               exit 1 when a target fails
 #   PGHOST/PGPORT/PGUSER         the PostgreSQL server (default 127.0.0.1:5432, postgres)
-set -euo pipefail
+set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -92,13 +92,15 @@ cleanup() {
         wait "$CHILD_PID" 2>/dev/null || true
     fi
     stop_service
+    local dropped="databases dropped"
     for db in "$DB" "$REPLAY_DB"; do
         psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
-            || log "could not drop database $db"
+            || dropped="COULD NOT DROP $DB (and ${DB}_replay): drop them by hand"
     done
-    log "databases dropped; results and logs in $OUT"
+    log "service stopped, $dropped; results and logs in $OUT"
     exit "$status"
 }
+trap 'log "stopped: \`$BASH_COMMAND\` failed (exit $?) at line $LINENO"' ERR
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -113,7 +115,8 @@ free_port() {
 
 # ---- diagnostics: CPU of the service, of PostgreSQL and of the machine; commits and WAL per request ----------
 # PostgreSQL: every `postgres` process's own CPU plus what the postmaster reaped from exited backends.
-pg_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 == "(postgres)" { s += $14 + $15 + $16 + $17 } END { print s + 0 }'; }
+# (`cat` fails when a process exits between the glob and the read; what it did read is enough.)
+pg_ticks() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '$2 == "(postgres)" { s += $14 + $15 + $16 + $17 } END { print s + 0 }'; }
 service_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVICE_PID/stat" 2>/dev/null || echo 0; }
 machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 db_counters() {
