@@ -164,6 +164,11 @@ if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
 fi
 [[ -x $LATHE && -x $LOADGEN ]] || die "missing $LATHE or $LOADGEN (build them or unset BENCH_SKIP_BUILD)"
 
+# The machine is shared: note how busy it was before we started (others' builds and tests disturb every figure).
+idle_start=$(machine_ticks); sleep 2
+BUSY_BEFORE=$(calc "100 * ($(machine_ticks) - $idle_start) / $HZ / 2")
+log "machine busy before the run: $(fixed "$BUSY_BEFORE" 0) % of $(($(nproc) * 100)) %"
+
 # ---- database, organization, service ---------------------------------------------------------------------------
 log "database $DB"
 DATABASE_URL=$(db_url "$DB") "$LATHE" migrate >/dev/null 2>>"$OUT/cli.log"
@@ -327,7 +332,8 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':(exclude)benc
     echo "Run $STAMP, commit $COMMIT, \`bench/run.sh\`"
     echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores," \
         "$(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)," \
-        "PostgreSQL $(sql 'SHOW server_version' | cut -d' ' -f1); service, PostgreSQL and load generator on the same machine"
+        "PostgreSQL $(sql 'SHOW server_version' | cut -d' ' -f1); service, PostgreSQL and load generator on the same machine;" \
+        "$(fixed "$BUSY_BEFORE" 0) % busy just before the run"
     echo "Ceiling (pgbench -M prepared, $CONCURRENCY clients, ${CEILING_SECONDS} s, 1 event insert + 1 view upsert per transaction):" \
         "$(thousands "$CEILING_TPS") TPS, mean latency $CEILING_MS ms"
     echo
