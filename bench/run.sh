@@ -113,28 +113,27 @@ free_port() {
     return 1
 }
 
-# ---- diagnostics: CPU of the service, of PostgreSQL and of the machine; commits and WAL per request ----------
+# ---- diagnostics: CPU of the service, of PostgreSQL and of the machine; transactions and WAL per request -------
 # PostgreSQL: every `postgres` process's own CPU plus what the postmaster reaped from exited backends.
 # (`cat` fails when a process exits between the glob and the read; what it did read is enough.)
 pg_ticks() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '$2 == "(postgres)" { s += $14 + $15 + $16 + $17 } END { print s + 0 }'; }
 service_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVICE_PID/stat" 2>/dev/null || echo 0; }
 machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 db_counters() {
-    # Stats of other backends reach the shared counters within about a second of them going idle.
-    sleep 1
-    sql "SELECT d.xact_commit, w.wal_bytes, w.wal_sync FROM pg_stat_database d, pg_stat_wal w
-         WHERE d.datname = current_database()" | tr '|' ' '
+    # Exact at any moment, unlike pg_stat_database/pg_stat_wal, which backends flush up to 10 s late: the next
+    # transaction id (one is assigned per writing transaction) and the WAL insert position, both server-wide.
+    sql "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint, pg_current_wal_lsn() - '0/0'::pg_lsn" | tr '|' ' '
 }
 declare -A SNAP
 phase_begin() {
-    read -r SNAP[commits] SNAP[wal] SNAP[syncs] < <(db_counters)
+    read -r SNAP[xids] SNAP[wal] < <(db_counters)
     SNAP[svc]=$(service_ticks); SNAP[pg]=$(pg_ticks); SNAP[all]=$(machine_ticks); SNAP[t]=$(date +%s.%N)
 }
 DIAG=()
 phase_end() { # name requests loadgen-run-name
-    local svc pg all t commits wal syncs hwm lg other
+    local svc pg all t xids wal hwm lg other
     svc=$(service_ticks); pg=$(pg_ticks); all=$(machine_ticks); t=$(date +%s.%N)
-    read -r commits wal syncs < <(db_counters)
+    read -r xids wal < <(db_counters)
     hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVICE_PID/status" 2>/dev/null || echo 0)
     local seconds=$(calc "$t - ${SNAP[t]}") n=$(( $2 > 0 ? $2 : 1 ))
     lg=$(awk -v s="$seconds" '{ printf "%.0f", 100 * ($1 + $2) / s }' "$OUT/$3.loadgen-time")
@@ -142,8 +141,7 @@ phase_end() { # name requests loadgen-run-name
     other=$(calc "100 * (($all - ${SNAP[all]}) - ($svc - ${SNAP[svc]}) - ($pg - ${SNAP[pg]})) / $HZ / $seconds - $lg")
     DIAG+=("| $1 | $(thousands "$2") | $(fixed "$seconds") s | $(fixed "$(calc "100 * ($svc - ${SNAP[svc]}) / $HZ / $seconds")" 0) % \
 | $(fixed "$(calc "100 * ($pg - ${SNAP[pg]}) / $HZ / $seconds")" 0) % | $lg % | $(fixed "$other" 0) % | $(fixed "$(calc "100 * ($all - ${SNAP[all]}) / $HZ / $seconds")" 0) % \
-| $(fixed "$(calc "($commits - ${SNAP[commits]}) / $n")" 1) | $(fixed "$(calc "($syncs - ${SNAP[syncs]}) / $n")" 2) \
-| $(fixed "$(calc "($wal - ${SNAP[wal]}) / 1024 / $n")" 1) | $(fixed "$(calc "$hwm / 1024")" 0) MB |")
+| $(fixed "$(calc "($xids - ${SNAP[xids]}) / $n")" 2) | $(fixed "$(calc "($wal - ${SNAP[wal]}) / 1024 / $n")" 1) | $(fixed "$(calc "$hwm / 1024")" 0) MB |")
 }
 
 # ---- load generator --------------------------------------------------------------------------------------------
@@ -353,8 +351,8 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':(exclude)benc
         "queue p99 $(fixed "$(field queue .latency_ms.p99)" 2) ms; ingest 1,000-result call p50 $(fixed "$(field ingest .latency_ms.p50)") / p99 $(fixed "$(field ingest .latency_ms.p99)") ms." \
         "Replay: $REPLAY_NOTE"
     echo
-    echo "| Phase (diagnostics) | Requests | Wall | Service CPU | PostgreSQL CPU | Loadgen CPU | Other CPU | Machine busy (of 200 %) | Commits / request | WAL fsyncs / request | WAL KB / request | Service RSS peak so far |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| Phase (diagnostics) | Requests | Wall | Service CPU | PostgreSQL CPU | Loadgen CPU | Other CPU | Machine busy (of 200 %) | Writing transactions / request | WAL KB / request | Service RSS peak so far |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${DIAG[@]}"
 } | tee "$OUT/table.md"
 
