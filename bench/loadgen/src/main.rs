@@ -85,7 +85,9 @@ enum WorkloadArg {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (name, workload) = match &args.workload {
-        WorkloadArg::Webhook { template, first_id } => ("webhook", Workload::webhook(template, *first_id)?),
+        WorkloadArg::Webhook { template, first_id } => {
+            ("webhook", Workload::webhook(template, *first_id)?)
+        }
         WorkloadArg::Ingest { results } => ("ingest", Workload::ingest(*results)),
         WorkloadArg::Graphql { query } => ("graphql", Workload::graphql(query)),
     };
@@ -111,13 +113,26 @@ fn main() -> anyhow::Result<()> {
     let (mode, stats) = match (args.rate, args.concurrency) {
         (Some(rate), _) => (
             format!("rate {rate}/s"),
-            runtime.block_on(runner::open_loop(client, target, workload, rate, args.max_in_flight, limits)),
+            runtime.block_on(runner::open_loop(
+                client,
+                target,
+                workload,
+                rate,
+                args.max_in_flight,
+                limits,
+            )),
         ),
         (None, concurrency) => {
             let connections = concurrency.unwrap_or(1).max(1);
             (
                 format!("{connections} connections"),
-                runtime.block_on(runner::closed_loop(client, target, workload, connections, limits)),
+                runtime.block_on(runner::closed_loop(
+                    client,
+                    target,
+                    workload,
+                    connections,
+                    limits,
+                )),
             )
         }
     };

@@ -49,7 +49,8 @@ impl Stats {
     fn new() -> Self {
         Self {
             // 1 µs to 10 min at 3 significant digits.
-            histogram: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds"),
+            histogram: Histogram::new_with_bounds(1, 600_000_000, 3)
+                .expect("valid histogram bounds"),
             statuses: BTreeMap::new(),
             errors: 0,
             first_error: None,
@@ -59,7 +60,9 @@ impl Stats {
 
     fn record(&mut self, latency: Duration, outcome: Result<u16, String>) {
         let micros = (latency.as_micros() as u64).clamp(1, 600_000_000);
-        self.histogram.record(micros).expect("clamped into the histogram's range");
+        self.histogram
+            .record(micros)
+            .expect("clamped into the histogram's range");
         let status = match outcome {
             Ok(code) => code.to_string(),
             Err(error) => {
@@ -102,30 +105,49 @@ impl Stats {
 }
 
 /// Sends one request and reads the whole answer; `Ok(status)` for a good answer, `Err(why)` otherwise.
-async fn send(client: &reqwest::Client, target: &Target, workload: &Workload, i: u64) -> Result<u16, String> {
+async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    workload: &Workload,
+    i: u64,
+) -> Result<u16, String> {
     let (method, path, body) = workload.request(i);
     let mut request = client
         .request(method, format!("{}{path}", target.base_url))
         .bearer_auth(&target.api_key);
     if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body);
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
     }
-    let response = request.send().await.map_err(|error| format!("request {i}: {error}"))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|error| format!("request {i}: {error}"))?;
     let status = response.status();
-    let text = response.text().await.map_err(|error| format!("request {i}: reading the answer: {error}"))?;
+    let text = response
+        .text()
+        .await
+        .map_err(|error| format!("request {i}: reading the answer: {error}"))?;
     if !status.is_success() {
         return Err(format!("request {i}: HTTP {status}: {}", truncate(&text)));
     }
     if let Some(expect) = &target.expect {
         if !text.contains(expect.as_str()) {
-            return Err(format!("request {i}: answer lacks `{expect}`: {}", truncate(&text)));
+            return Err(format!(
+                "request {i}: answer lacks `{expect}`: {}",
+                truncate(&text)
+            ));
         }
     }
     Ok(status.as_u16())
 }
 
 fn truncate(text: &str) -> &str {
-    let end = text.char_indices().nth(300).map_or(text.len(), |(at, _)| at);
+    let end = text
+        .char_indices()
+        .nth(300)
+        .map_or(text.len(), |(at, _)| at);
     &text[..end]
 }
 
@@ -145,8 +167,13 @@ pub async fn closed_loop(
     let workload = Arc::new(workload);
     let mut senders = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let (client, target, workload, stats, next) =
-            (client.clone(), target.clone(), workload.clone(), stats.clone(), next.clone());
+        let (client, target, workload, stats, next) = (
+            client.clone(),
+            target.clone(),
+            workload.clone(),
+            stats.clone(),
+            next.clone(),
+        );
         senders.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -155,7 +182,10 @@ pub async fn closed_loop(
                 }
                 let sent = Instant::now();
                 let outcome = send(&client, &target, &workload, i).await;
-                stats.lock().expect("not poisoned").record(sent.elapsed(), outcome);
+                stats
+                    .lock()
+                    .expect("not poisoned")
+                    .record(sent.elapsed(), outcome);
             }
         }));
     }
@@ -188,12 +218,24 @@ pub async fn open_loop(
             break;
         }
         tokio::time::sleep_until(due.into()).await;
-        let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (client, target, workload, stats) = (client.clone(), target.clone(), workload.clone(), stats.clone());
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (client, target, workload, stats) = (
+            client.clone(),
+            target.clone(),
+            workload.clone(),
+            stats.clone(),
+        );
         tasks.spawn(async move {
             let outcome = send(&client, &target, &workload, i).await;
             // From when it was due: a request that waited for a free slot waited because of the service.
-            stats.lock().expect("not poisoned").record(due.elapsed(), outcome);
+            stats
+                .lock()
+                .expect("not poisoned")
+                .record(due.elapsed(), outcome);
             drop(slot);
         });
         // Reap finished tasks as we go so that a long run does not hold every handle.

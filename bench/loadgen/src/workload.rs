@@ -35,15 +35,18 @@ pub enum Workload {
 impl Workload {
     /// Deliveries of the webhook payload in `template` (a JSON file), numbered from `first_id`.
     pub fn webhook(template: &str, first_id: u64) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(template).with_context(|| format!("reading {template}"))?;
-        let mut payload: Value = serde_json::from_str(&text).with_context(|| format!("parsing {template}"))?;
+        let text =
+            std::fs::read_to_string(template).with_context(|| format!("reading {template}"))?;
+        let mut payload: Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {template}"))?;
         if !payload["resource"].is_object() {
             bail!("{template} has no `resource` object");
         }
         payload["resource"]["id"] = json!(ID_MARK);
         let body = serde_json::to_vec(&payload)?;
         let mark = ID_MARK.to_string();
-        let at = find(&body, mark.as_bytes()).context("the id mark is missing from the serialized body")?;
+        let at = find(&body, mark.as_bytes())
+            .context("the id mark is missing from the serialized body")?;
         Ok(Self::Webhook {
             before: body[..at].to_vec(),
             after: body[at + mark.len()..].to_vec(),
@@ -86,14 +89,20 @@ impl Workload {
         Self::Fixed {
             method: Method::POST,
             path: "/graphql".to_owned(),
-            body: Some(serde_json::to_vec(&json!({ "query": query })).expect("a JSON value serializes")),
+            body: Some(
+                serde_json::to_vec(&json!({ "query": query })).expect("a JSON value serializes"),
+            ),
         }
     }
 
     /// The method, path and body of request number `i`.
     pub fn request(&self, i: u64) -> (Method, &str, Option<Vec<u8>>) {
         match self {
-            Self::Webhook { before, after, first_id } => {
+            Self::Webhook {
+                before,
+                after,
+                first_id,
+            } => {
                 let id = (first_id + i).to_string();
                 let mut body = Vec::with_capacity(before.len() + id.len() + after.len());
                 body.extend_from_slice(before);
@@ -112,7 +121,9 @@ impl Workload {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 #[cfg(test)]
@@ -122,7 +133,11 @@ mod tests {
     #[test]
     fn each_webhook_delivery_has_its_own_build_id() {
         let dir = std::env::temp_dir().join(format!("loadgen-test-{}.json", std::process::id()));
-        std::fs::write(&dir, r#"{"eventType":"build.complete","resource":{"id":1,"buildNumber":"x"}}"#).unwrap();
+        std::fs::write(
+            &dir,
+            r#"{"eventType":"build.complete","resource":{"id":1,"buildNumber":"x"}}"#,
+        )
+        .unwrap();
         let workload = Workload::webhook(dir.to_str().unwrap(), 100).unwrap();
         let (_, path, body) = workload.request(7);
         let value: Value = serde_json::from_slice(&body.unwrap()).unwrap();
@@ -134,7 +149,9 @@ mod tests {
 
     #[test]
     fn an_ingest_body_holds_the_asked_number_of_results() {
-        let Workload::Fixed { body, .. } = Workload::ingest(1000) else { panic!() };
+        let Workload::Fixed { body, .. } = Workload::ingest(1000) else {
+            panic!()
+        };
         let value: Value = serde_json::from_slice(&body.unwrap()).unwrap();
         assert_eq!(value["test_results"].as_array().unwrap().len(), 1000);
     }
