@@ -177,6 +177,7 @@ export LOADGEN_KEY=$KEY
 PORT=${BENCH_PORT:-$(free_port)}
 URL=http://127.0.0.1:$PORT
 RUST_LOG=${BENCH_RUST_LOG:-warn} LATHE_BIND=127.0.0.1:$PORT LATHE_INGEST_MAX_BYTES=$((64 * 1024 * 1024)) \
+    LATHE_RATE_LIMIT_PER_MINUTE=100000000 \
     DATABASE_URL=$(db_url "$DB") "$LATHE" serve >"$OUT/service.log" 2>&1 &
 SERVICE_PID=$!
 for _ in $(seq 100); do

@@ -39,12 +39,13 @@ pub trait Projector<A: Aggregate>: Send + Sync {
 
 /// An event as the event table holds it.
 #[derive(Debug, Clone)]
-pub struct StoredEvent {
+pub struct StoredEvent<'a> {
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub sequence: i64,
-    pub payload: serde_json::Value,
-    pub metadata: serde_json::Value,
+    /// Borrowed when applying an append (no copy of a large payload), owned when read back for a rebuild.
+    pub payload: std::borrow::Cow<'a, serde_json::Value>,
+    pub metadata: std::borrow::Cow<'a, serde_json::Value>,
 }
 
 /// Why a projection could not apply events.
@@ -90,7 +91,7 @@ trait AggregateProjectors: Send + Sync {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &StoredEvent,
+        event: &StoredEvent<'_>,
         selection: &Selection,
         skip_at_or_below: &HashMap<&'static str, i64>,
     ) -> Result<(), ProjectionError>;
@@ -117,7 +118,7 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &StoredEvent,
+        event: &StoredEvent<'_>,
         selection: &Selection,
         skip_at_or_below: &HashMap<&'static str, i64>,
     ) -> Result<(), ProjectionError> {
@@ -131,8 +132,9 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
         let envelope = EventEnvelope::<A> {
             aggregate_id: event.aggregate_id.clone(),
             sequence: event.sequence as usize,
-            payload: A::Event::deserialize(&event.payload).map_err(deserialize_error)?,
-            metadata: HashMap::<String, String>::deserialize(&event.metadata).unwrap_or_default(),
+            payload: A::Event::deserialize(event.payload.as_ref()).map_err(deserialize_error)?,
+            metadata: HashMap::<String, String>::deserialize(event.metadata.as_ref())
+                .unwrap_or_default(),
         };
         for projector in &self.projectors {
             let projection = projector.projection();
@@ -216,7 +218,7 @@ impl Registry {
     pub async fn apply(
         &self,
         conn: &mut PgConnection,
-        events: &[StoredEvent],
+        events: &[StoredEvent<'_>],
         selection: &Selection,
         skip_at_or_below: &HashMap<&'static str, i64>,
     ) -> Result<(), ProjectionError> {
@@ -234,7 +236,7 @@ impl Registry {
     pub async fn apply_inline(
         &self,
         conn: &mut PgConnection,
-        events: &[StoredEvent],
+        events: &[StoredEvent<'_>],
     ) -> Result<(), ProjectionError> {
         let Some(last) = events.last() else {
             return Ok(());

@@ -158,7 +158,7 @@ async fn build_and_swap(
     sqlx::query("LOCK TABLE public.events IN SHARE MODE")
         .execute(&mut *tx)
         .await?;
-    let late: Vec<StoredEvent> = sqlx::query(
+    let late: Vec<StoredEvent<'static>> = sqlx::query(
         "SELECT aggregate_type, aggregate_id, sequence, payload, metadata FROM events
          WHERE aggregate_type = ANY($1) AND transaction_id >= $2::text::xid8
          ORDER BY transaction_id, position",
@@ -207,13 +207,13 @@ async fn build_and_swap(
     Ok((applied + caught_up, caught_up))
 }
 
-fn stored(row: &sqlx::postgres::PgRow) -> StoredEvent {
+fn stored(row: &sqlx::postgres::PgRow) -> StoredEvent<'static> {
     StoredEvent {
         aggregate_type: row.get("aggregate_type"),
         aggregate_id: row.get("aggregate_id"),
         sequence: row.get("sequence"),
-        payload: row.get("payload"),
-        metadata: row.get("metadata"),
+        payload: std::borrow::Cow::Owned(row.get("payload")),
+        metadata: std::borrow::Cow::Owned(row.get("metadata")),
     }
 }
 
@@ -287,7 +287,7 @@ async fn apply_batch(
     registry: &Registry,
     selection: &Selection,
     projections: &[String],
-    events: &[StoredEvent],
+    events: &[StoredEvent<'_>],
 ) -> Result<u64, ReplayError> {
     if events.is_empty() {
         return Ok(0);
@@ -304,7 +304,7 @@ async fn apply_in(
     registry: &Registry,
     selection: &Selection,
     projections: &[String],
-    events: &[StoredEvent],
+    events: &[StoredEvent<'_>],
 ) -> Result<u64, ReplayError> {
     if events.is_empty() {
         return Ok(0);

@@ -72,8 +72,13 @@ async fn handle(
     log.organization_id = Some(organization_id);
     log.rate = Some(caller.spend(state).await?);
     let idempotency_key = idempotency_key(headers)?;
+    let request_hash = hex(&Sha256::digest(&body));
     let value = parse_json(&body)?;
     let submission = parse_body(&value, organization_id, idempotency_key.as_deref())?;
+    // The body and its parsed tree are not needed past this point; a 100,000-result call should not hold them
+    // while its events are written.
+    drop(value);
+    drop(body);
     let context = CommandContext {
         organization_id: Some(organization_id),
         actor: caller.actor,
@@ -84,7 +89,6 @@ async fn handle(
     let Some(key) = idempotency_key else {
         return process(state, organization_id, submission, &context).await;
     };
-    let request_hash = hex(&Sha256::digest(&body));
     match idempotency::reserve(&state.pool, organization_id, &key, &request_hash).await? {
         Reservation::Reserved => {}
         Reservation::Replay {

@@ -100,14 +100,14 @@ impl LatheEventRepository {
         .bind(&columns.hash)
         .execute(&mut *tx)
         .await?;
-        let stored: Vec<StoredEvent> = events
+        let stored: Vec<StoredEvent<'_>> = events
             .iter()
             .map(|event| StoredEvent {
                 aggregate_type: event.aggregate_type.clone(),
                 aggregate_id: event.aggregate_id.clone(),
                 sequence: event.sequence as i64,
-                payload: event.payload.clone(),
-                metadata: event.metadata.clone(),
+                payload: std::borrow::Cow::Borrowed(&event.payload),
+                metadata: std::borrow::Cow::Borrowed(&event.metadata),
             })
             .collect();
         self.registry
