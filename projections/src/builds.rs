@@ -29,6 +29,55 @@ impl Projector<BuildQueue> for BuildsProjector {
         "builds"
     }
 
+    /// A rebuild's batch, set-based where it matters: every stream starts with `BuildReceived` (sequence 1) and its
+    /// routing event (`BuildQueued` or `BuildCreatedInRelease`, sequence 2) in one commit, so those are applied
+    /// first, all of a batch's in one statement each, before the rest one by one. Each build keeps its own order;
+    /// builds never touch each other's rows.
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[EventEnvelope<BuildQueue>],
+    ) -> Result<(), sqlx::Error> {
+        let mut received = Vec::new();
+        let mut routed = Vec::new();
+        let mut rest = Vec::new();
+        let mut received_ids = std::collections::HashSet::new();
+        for event in events {
+            match (&event.payload, event.sequence) {
+                (BuildQueueEvent::BuildReceived { .. }, 1) => {
+                    received_ids.insert(event.aggregate_id.as_str());
+                    received.push(event);
+                }
+                _ => rest.push(event),
+            }
+        }
+        // A routing event joins the bulk only if its stream's first event is bulked here or was applied before.
+        let first_in_rest: std::collections::HashSet<&str> = rest
+            .iter()
+            .filter(|e| e.sequence == 1)
+            .map(|e| e.aggregate_id.as_str())
+            .collect();
+        rest.retain(|event| {
+            let bulk = event.sequence == 2
+                && !first_in_rest.contains(event.aggregate_id.as_str())
+                && matches!(
+                    event.payload,
+                    BuildQueueEvent::BuildQueued { .. }
+                        | BuildQueueEvent::BuildCreatedInRelease { .. }
+                );
+            if bulk {
+                routed.push(*event);
+            }
+            !bulk
+        });
+        insert_received(conn, &received).await?;
+        apply_routing(conn, &routed).await?;
+        for event in rest {
+            self.apply(conn, event).await?;
+        }
+        Ok(())
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,
@@ -173,6 +222,141 @@ impl Projector<BuildQueue> for BuildsProjector {
         }
         Ok(())
     }
+}
+
+/// Inserts the rows of many `BuildReceived` events in one statement.
+async fn insert_received(
+    conn: &mut PgConnection,
+    events: &[&EventEnvelope<BuildQueue>],
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut c = ReceivedColumns::default();
+    for event in events {
+        if let BuildQueueEvent::BuildReceived {
+            entry_id,
+            organization_id,
+            source,
+            source_key,
+            details,
+            received_at,
+        } = &event.payload
+        {
+            c.build_id.push(*entry_id);
+            c.organization_id.push(*organization_id);
+            c.source.push(source.as_str());
+            c.source_key.push(source_key.as_str());
+            c.build_name.push(details.name.as_str());
+            c.branch.push(details.branch.as_deref());
+            c.commit_sha.push(details.commit_sha.as_deref());
+            c.pr_number
+                .push(details.pull_request.as_ref().map(|pr| pr.number as i64));
+            c.pr_repository.push(
+                details
+                    .pull_request
+                    .as_ref()
+                    .and_then(|pr| pr.repository_id.as_deref()),
+            );
+            c.url.push(details.url.as_deref());
+            c.result.push(details.result.as_deref());
+            c.received_at.push(*received_at);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO builds (build_id, organization_id, source, source_key, build_name, branch, commit_sha,
+            pull_request_number, pull_request_repository_id, url, result, received_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::bigint[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])",
+    )
+    .bind(&c.build_id)
+    .bind(&c.organization_id)
+    .bind(&c.source)
+    .bind(&c.source_key)
+    .bind(&c.build_name)
+    .bind(&c.branch)
+    .bind(&c.commit_sha)
+    .bind(&c.pr_number)
+    .bind(&c.pr_repository)
+    .bind(&c.url)
+    .bind(&c.result)
+    .bind(&c.received_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct ReceivedColumns<'a> {
+    build_id: Vec<Uuid>,
+    organization_id: Vec<Uuid>,
+    source: Vec<&'a str>,
+    source_key: Vec<&'a str>,
+    build_name: Vec<&'a str>,
+    branch: Vec<Option<&'a str>>,
+    commit_sha: Vec<Option<&'a str>>,
+    pr_number: Vec<Option<i64>>,
+    pr_repository: Vec<Option<&'a str>>,
+    url: Vec<Option<&'a str>>,
+    result: Vec<Option<&'a str>>,
+    received_at: Vec<DateTime<Utc>>,
+}
+
+/// Applies many routing events (`BuildQueued`, `BuildCreatedInRelease`) in one statement each kind.
+async fn apply_routing(
+    conn: &mut PgConnection,
+    events: &[&EventEnvelope<BuildQueue>],
+) -> Result<(), sqlx::Error> {
+    let (mut queued_ids, mut queued_projects, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut created_ids, mut releases, mut projects, mut times) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for event in events {
+        let build_id = aggregate_uuid(&event.aggregate_id);
+        match &event.payload {
+            BuildQueueEvent::BuildQueued { project_id, reason } => {
+                queued_ids.push(build_id);
+                queued_projects.push(*project_id);
+                reasons.push(reason.as_str());
+            }
+            BuildQueueEvent::BuildCreatedInRelease {
+                release_id,
+                project_id,
+            } => {
+                created_ids.push(build_id);
+                releases.push(*release_id);
+                projects.push(*project_id);
+                times.push(event_time(event));
+            }
+            _ => {}
+        }
+    }
+    if !queued_ids.is_empty() {
+        sqlx::query(
+            "UPDATE builds SET project_id = u.project_id, queue_status = $4, queue_reason = u.reason
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS u(build_id, project_id, reason)
+             WHERE builds.build_id = u.build_id",
+        )
+        .bind(&queued_ids)
+        .bind(&queued_projects)
+        .bind(&reasons)
+        .bind(queue_status::PENDING)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !created_ids.is_empty() {
+        sqlx::query(
+            "UPDATE builds SET release_id = u.release_id, project_id = u.project_id, added_to_release_at = u.at
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[]) AS u(build_id, release_id, project_id, at)
+             WHERE builds.build_id = u.build_id",
+        )
+        .bind(&created_ids)
+        .bind(&releases)
+        .bind(&projects)
+        .bind(&times)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn add_to_release(

@@ -35,6 +35,20 @@ pub trait Projector<A: Aggregate>: Send + Sync {
         conn: &mut PgConnection,
         event: &EventEnvelope<A>,
     ) -> Result<(), sqlx::Error>;
+
+    /// Applies a batch of events, in order per aggregate, to fresh read models (a rebuild). The default applies them
+    /// one by one; a projector may group them into set-based statements as long as each aggregate's events keep
+    /// their order.
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[EventEnvelope<A>],
+    ) -> Result<(), sqlx::Error> {
+        for event in events {
+            self.apply(conn, event).await?;
+        }
+        Ok(())
+    }
 }
 
 /// An event as the event table holds it.
@@ -95,6 +109,12 @@ trait AggregateProjectors: Send + Sync {
         selection: &Selection,
         skip_at_or_below: &HashMap<&'static str, i64>,
     ) -> Result<(), ProjectionError>;
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent<'_>],
+        selection: &Selection,
+    ) -> Result<(), ProjectionError>;
 }
 
 struct Typed<A: Aggregate> {
@@ -141,6 +161,39 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
             let seen = skip_at_or_below.get(projection).copied().unwrap_or(0);
             if selection.includes(projection) && event.sequence > seen {
                 projector.apply(conn, &envelope).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent<'_>],
+        selection: &Selection,
+    ) -> Result<(), ProjectionError> {
+        let envelopes = events
+            .iter()
+            .map(|event| {
+                Ok(EventEnvelope::<A> {
+                    aggregate_id: event.aggregate_id.clone(),
+                    sequence: event.sequence as usize,
+                    payload: A::Event::deserialize(event.payload.as_ref()).map_err(|source| {
+                        ProjectionError::Deserialize {
+                            aggregate_type: event.aggregate_type.clone(),
+                            aggregate_id: event.aggregate_id.clone(),
+                            sequence: event.sequence,
+                            source,
+                        }
+                    })?,
+                    metadata: HashMap::<String, String>::deserialize(event.metadata.as_ref())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, ProjectionError>>()?;
+        for projector in &self.projectors {
+            if selection.includes(projector.projection()) && !projector.has_side_effects() {
+                projector.apply_batch(conn, &envelopes).await?;
             }
         }
         Ok(())
@@ -228,6 +281,31 @@ impl Registry {
                     .apply(conn, event, selection, skip_at_or_below)
                     .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Applies events to fresh read models (a rebuild), in runs of one aggregate type so that each projector can
+    /// work set-based; runs keep their order, so effects across types (a release before its builds) hold.
+    pub async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent<'_>],
+        selection: &Selection,
+    ) -> Result<(), ProjectionError> {
+        let mut start = 0;
+        while start < events.len() {
+            let kind = &events[start].aggregate_type;
+            let end = events[start..]
+                .iter()
+                .position(|e| &e.aggregate_type != kind)
+                .map_or(events.len(), |n| start + n);
+            if let Some(projectors) = self.by_type.get(kind.as_str()) {
+                projectors
+                    .apply_batch(conn, &events[start..end], selection)
+                    .await?;
+            }
+            start = end;
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use crate::projector::{ProjectionError, Registry, Selection, StoredEvent};
 const REBUILD_SCHEMA: &str = "read_rebuild";
 const RETIRED_SCHEMA: &str = "read_retired";
 /// Events applied per transaction while building aside.
-const BATCH: usize = 2_000;
+const BATCH: usize = 5_000;
 /// Advisory lock key: one rebuild at a time, across processes.
 const REPLAY_LOCK: i64 = 0x6c61_7468_6572_706c;
 
@@ -313,9 +313,7 @@ async fn apply_in(
         .execute(&mut *conn)
         .await?;
     // The rebuild tables start empty and see each event once, so nothing needs skipping.
-    registry
-        .apply(conn, events, selection, &HashMap::new())
-        .await?;
+    registry.apply_batch(conn, events, selection).await?;
     let mut last: HashMap<(&str, &str), i64> = HashMap::new();
     for event in events {
         last.insert((&event.aggregate_type, &event.aggregate_id), event.sequence);
