@@ -151,6 +151,7 @@ async fn build_and_swap(
     }
     drop(rows);
     applied += apply_batch(&mut writer, registry, selection, projections, &batch).await?;
+    fill_checkpoints(&mut writer, registry, projections, horizon).await?;
     create_secondary_indexes(&mut writer, tables).await?;
 
     // Pause appends, apply what committed meanwhile, and swap the tables in, atomically.
@@ -170,7 +171,7 @@ async fn build_and_swap(
     .iter()
     .map(stored)
     .collect();
-    let caught_up = apply_in(&mut tx, registry, selection, projections, &late).await?;
+    let caught_up = apply_in(&mut tx, registry, selection, projections, &late, true).await?;
     sqlx::query(&format!("CREATE SCHEMA {RETIRED_SCHEMA}"))
         .execute(&mut *tx)
         .await?;
@@ -281,6 +282,37 @@ async fn create_secondary_indexes(
     Ok(())
 }
 
+/// Sets the rebuilt projections' checkpoints from the events the bulk phase applied (every settled event of their
+/// aggregate types): one statement instead of a write per aggregate per batch.
+async fn fill_checkpoints(
+    conn: &mut PgConnection,
+    registry: &Registry,
+    projections: &[String],
+    horizon: i64,
+) -> Result<(), sqlx::Error> {
+    let (mut names, mut types) = (Vec::new(), Vec::new());
+    for projection in projections {
+        for aggregate_type in registry.aggregate_types(&Selection::Only(vec![projection.clone()])) {
+            names.push(projection.as_str());
+            types.push(aggregate_type);
+        }
+    }
+    sqlx::query(&format!(
+        "INSERT INTO {REBUILD_SCHEMA}.projection_checkpoints (projection, aggregate_type, aggregate_id, last_sequence)
+         SELECT p.projection, e.aggregate_type, e.aggregate_id, max(e.sequence)
+         FROM public.events e JOIN UNNEST($1::text[], $2::text[]) AS p(projection, aggregate_type)
+           ON p.aggregate_type = e.aggregate_type
+         WHERE e.transaction_id < $3::text::xid8
+         GROUP BY p.projection, e.aggregate_type, e.aggregate_id"
+    ))
+    .bind(&names)
+    .bind(&types)
+    .bind(horizon)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Applies a batch in a transaction of its own into the rebuild schema.
 async fn apply_batch(
     conn: &mut PgConnection,
@@ -293,18 +325,20 @@ async fn apply_batch(
         return Ok(0);
     }
     let mut tx = sqlx::Connection::begin(conn).await?;
-    let applied = apply_in(&mut tx, registry, selection, projections, events).await?;
+    let applied = apply_in(&mut tx, registry, selection, projections, events, false).await?;
     tx.commit().await?;
     Ok(applied)
 }
 
-/// Applies events into the rebuild schema and moves the rebuilt projections' checkpoints.
+/// Applies events into the rebuild schema, and moves the rebuilt projections' checkpoints when asked (the bulk
+/// phase leaves them to one set-based statement at its end).
 async fn apply_in(
     conn: &mut PgConnection,
     registry: &Registry,
     selection: &Selection,
     projections: &[String],
     events: &[StoredEvent<'_>],
+    move_checkpoints: bool,
 ) -> Result<u64, ReplayError> {
     if events.is_empty() {
         return Ok(0);
@@ -314,6 +348,9 @@ async fn apply_in(
         .await?;
     // The rebuild tables start empty and see each event once, so nothing needs skipping.
     registry.apply_batch(conn, events, selection).await?;
+    if !move_checkpoints {
+        return Ok(events.len() as u64);
+    }
     let mut last: HashMap<(&str, &str), i64> = HashMap::new();
     for event in events {
         last.insert((&event.aggregate_type, &event.aggregate_id), event.sequence);
