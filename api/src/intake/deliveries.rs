@@ -1,5 +1,8 @@
 //! Recording each delivery in the delivery log, once, where the response is made.
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -36,9 +39,39 @@ impl DeliveryLog {
         }
     }
 
+    /// Records the delivery and turns its outcome into the response, with the rate-limit headers that applied.
+    pub async fn respond(
+        self,
+        state: &AppState,
+        result: Result<(u16, IntakeResponse), ApiError>,
+    ) -> Response {
+        let span = tracing::Span::current();
+        if let Some(org) = self.organization_id {
+            span.record("org.id", tracing::field::display(org));
+        }
+        match &result {
+            Ok((_, response)) => span.record("outcome", response.outcome.as_str()),
+            Err(error) => span.record("outcome", error.code()),
+        };
+        let rate = self.rate;
+        self.finish(state, &result).await;
+        let mut response = match result {
+            Ok((status, body)) => (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                Json(body),
+            )
+                .into_response(),
+            Err(error) => super::webhook::error_response(error),
+        };
+        if let Some(rate) = rate {
+            rate.write_headers(response.headers_mut());
+        }
+        response
+    }
+
     /// Writes the record. A failure to write is logged and does not change the answer: the build itself is
     /// already safe in the event store.
-    pub async fn finish(self, state: &AppState, result: &Result<(u16, IntakeResponse), ApiError>) {
+    async fn finish(self, state: &AppState, result: &Result<(u16, IntakeResponse), ApiError>) {
         let (outcome, http_status, message, build_id, queued_build_id) = match result {
             Err(ApiError::Internal(_)) => (
                 "failed".to_owned(),

@@ -4,9 +4,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -20,7 +19,7 @@ use projections::idempotency::{self, Reservation};
 use projections::CommandContext;
 
 use super::deliveries::DeliveryLog;
-use super::webhook::{body_error, error_response, parse_json, request_id};
+use super::webhook::{body_error, parse_json, request_id};
 use super::{authenticate_intake, submit, BuildSubmission, IntakeResponse, Outcome};
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
@@ -40,24 +39,7 @@ pub async fn ingest(
     let mut log = DeliveryLog::start("ingest", request_id(&headers));
     log.meta.event_type = Some("results.ingest".to_owned());
     let result = handle(&state, &headers, body, &mut log).await;
-    let span = tracing::Span::current();
-    if let Some(org) = log.organization_id {
-        span.record("org.id", tracing::field::display(org));
-    }
-    let rate = log.rate;
-    log.finish(&state, &result).await;
-    let mut response = match result {
-        Ok((status, response)) => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            Json(response),
-        )
-            .into_response(),
-        Err(error) => error_response(error),
-    };
-    if let Some(rate) = rate {
-        rate.write_headers(response.headers_mut());
-    }
-    response
+    log.respond(&state, result).await
 }
 
 async fn handle(

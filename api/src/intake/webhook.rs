@@ -10,7 +10,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 use projections::CommandContext;
 
@@ -32,28 +31,7 @@ pub async fn azure_devops(
 ) -> Response {
     let mut log = DeliveryLog::start("azure-devops", request_id(&headers));
     let result = handle(&state, &headers, body, &mut log).await;
-    let span = tracing::Span::current();
-    if let Some(org) = log.organization_id {
-        span.record("org.id", tracing::field::display(org));
-    }
-    match &result {
-        Ok((_, response)) => span.record("outcome", response.outcome.as_str()),
-        Err(error) => span.record("outcome", error.code()),
-    };
-    let rate = log.rate;
-    log.finish(&state, &result).await;
-    let mut response = match result {
-        Ok((status, response)) => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            Json(response),
-        )
-            .into_response(),
-        Err(error) => error_response(error),
-    };
-    if let Some(rate) = rate {
-        rate.write_headers(response.headers_mut());
-    }
-    response
+    log.respond(&state, result).await
 }
 
 async fn handle(
