@@ -45,7 +45,7 @@ pub async fn spend(
         Bucket::ApiKey(id) => format!("key:{id}"),
         Bucket::Organization(id) => format!("org:{id}"),
     };
-    let decision = rate_limits::take(&state.pool, &key, limit).await?;
+    let decision = rate_limits::take(&state.relaxed_pool, &key, limit).await?;
     let now = chrono::Utc::now().timestamp();
     let info = RateInfo {
         limit,

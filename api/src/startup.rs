@@ -21,6 +21,8 @@ impl Application {
         projections::ensure_database(url).await?;
         projections::migrate(url).await?;
         let pool = projections::connect(url, settings.db_max_connections).await?;
+        let relaxed_pool =
+            projections::connect_relaxed(url, (settings.db_max_connections / 2).max(2)).await?;
         let listener = TcpListener::bind(settings.bind).await?;
         let sealer = settings
             .secret_key
@@ -48,6 +50,7 @@ impl Application {
             listener,
             state: AppState::new(
                 pool,
+                relaxed_pool,
                 Limits {
                     ingest_max_bytes: settings.ingest_max_bytes,
                     rate_limit_per_minute: settings.rate_limit_per_minute,
@@ -74,12 +77,12 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         // Key usage is noted by whichever process answers, so every process writes its own notes.
-        crate::usage::spawn_flusher(self.state.usage.clone(), self.state.pool.clone());
+        crate::usage::spawn_flusher(self.state.usage.clone(), self.state.relaxed_pool.clone());
         if self.background_jobs {
             crate::retention::spawn(self.state.clone(), self.retention_every);
             crate::azure::worker::spawn(self.state.clone(), std::time::Duration::from_millis(250));
         }
-        let (usage, pool) = (self.state.usage.clone(), self.state.pool.clone());
+        let (usage, pool) = (self.state.usage.clone(), self.state.relaxed_pool.clone());
         let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown_signal())
             .await;

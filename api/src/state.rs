@@ -9,6 +9,8 @@ use sqlx::PgPool;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// For operational writes that need no disk flush per commit (see `projections::connect_relaxed`).
+    pub relaxed_pool: PgPool,
     pub store: Arc<EventStore>,
     pub limits: Limits,
     pub usage: Arc<crate::usage::Usage>,
@@ -26,8 +28,14 @@ pub struct Limits {
 
 impl AppState {
     /// Wires the event store to `pool`.
-    pub fn new(pool: PgPool, limits: Limits, azure: crate::azure::AzureRuntime) -> Self {
+    pub fn new(
+        pool: PgPool,
+        relaxed_pool: PgPool,
+        limits: Limits,
+        azure: crate::azure::AzureRuntime,
+    ) -> Self {
         Self {
+            relaxed_pool,
             store: Arc::new(EventStore::postgres(pool.clone())),
             pool,
             limits,

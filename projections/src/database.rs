@@ -59,6 +59,24 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, Database
         .map_err(DatabaseError::Connect)
 }
 
+/// Opens a pool for operational writes whose last moments may be lost in a crash without harm (rate-limit state,
+/// the delivery log, key usage): its commits do not wait for the write-ahead log to reach disk
+/// (`synchronous_commit = off`), which takes a disk flush off every request. Events never use it.
+pub async fn connect_relaxed(url: &str, max_connections: u32) -> Result<PgPool, DatabaseError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(DatabaseError::Connect)?
+        .options([
+            ("search_path", format!("{READ_SCHEMA},public")),
+            ("synchronous_commit", "off".to_owned()),
+        ]);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(DatabaseError::Connect)
+}
+
 /// Applies every migration in `migrations/` that has not been applied yet, the event store's tables included.
 ///
 /// Runs on a connection of its own with the default search path, so that sqlx's bookkeeping table and every

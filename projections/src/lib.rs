@@ -22,7 +22,9 @@ pub mod replay;
 mod store;
 pub mod test_results;
 
-pub use database::{connect, ensure_database, migrate, DatabaseError, READ_SCHEMA};
+pub use database::{
+    connect, connect_relaxed, ensure_database, migrate, DatabaseError, READ_SCHEMA,
+};
 pub use projector::{ProjectionError, Projector, Registry, Selection, StoredEvent};
 pub use store::{Actor, CommandContext, CommandError, EventStore, Handles, OnConflict};
 

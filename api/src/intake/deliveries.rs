@@ -119,7 +119,7 @@ impl DeliveryLog {
             event_id: self.meta.event_id,
             request_id: self.request_id,
         };
-        if let Err(error) = deliveries::record(&state.pool, &row).await {
+        if let Err(error) = deliveries::record(&state.relaxed_pool, &row).await {
             tracing::error!(delivery.id = %row.delivery_id, error = %error, "cannot record the delivery");
         }
     }
