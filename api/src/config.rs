@@ -93,6 +93,15 @@ pub struct Settings {
     #[arg(long, global = true, env = "LATHE_BACKGROUND_JOBS", default_value_t = true, action = clap::ArgAction::Set)]
     pub background_jobs: bool,
 
+    /// Days the delivery log keeps a delivery (pruned by the retention job).
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_DELIVERY_LOG_DAYS",
+        default_value_t = 30
+    )]
+    pub delivery_log_days: u32,
+
     /// Address and port to listen on.
     #[arg(
         long,
@@ -118,6 +127,7 @@ impl Settings {
             azure_backoff_ms: 2_000,
             azure_max_attempts: 8,
             background_jobs: true,
+            delivery_log_days: 30,
             bind: "127.0.0.1:0".parse().expect("a valid socket address"),
         }
     }

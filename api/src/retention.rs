@@ -23,6 +23,8 @@ pub struct RetentionReport {
     pub ran: bool,
     pub builds_expired: u64,
     pub releases_archived: u64,
+    /// Operational rows past their horizon (delivery log, idempotency answers, idle buckets, finished calls).
+    pub pruned: projections::housekeeping::Pruned,
 }
 
 /// Runs the job on an interval for as long as the service runs.
@@ -54,7 +56,15 @@ pub async fn run_once(state: &AppState) -> Result<RetentionReport, anyhow::Error
     let Some(lock) = jobs::try_lock(&state.pool, RETENTION_LOCK).await? else {
         return Ok(RetentionReport::default());
     };
-    let result = apply_policies(state).await;
+    let mut result = apply_policies(state).await;
+    if let Ok(report) = &mut result {
+        let horizons = projections::housekeeping::Horizons {
+            delivery_log_days: state.limits.delivery_log_days,
+            idempotency_hours: 24,
+            finished_outbox_days: 30,
+        };
+        report.pruned = projections::housekeeping::prune(&state.pool, horizons).await?;
+    }
     lock.release().await?;
     result
 }

@@ -54,6 +54,7 @@ impl Application {
                 Limits {
                     ingest_max_bytes: settings.ingest_max_bytes,
                     rate_limit_per_minute: settings.rate_limit_per_minute,
+                    delivery_log_days: settings.delivery_log_days.max(1),
                 },
                 azure,
             ),

@@ -24,6 +24,8 @@ pub struct Limits {
     pub ingest_max_bytes: usize,
     /// Requests per minute for keys without a limit of their own, and per organization for org-id callers.
     pub rate_limit_per_minute: u32,
+    /// Days the delivery log keeps a delivery.
+    pub delivery_log_days: u32,
 }
 
 impl AppState {

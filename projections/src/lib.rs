@@ -10,6 +10,7 @@ pub mod azure;
 pub mod builds;
 mod database;
 pub mod deliveries;
+pub mod housekeeping;
 pub mod idempotency;
 pub mod jobs;
 pub mod organizations;

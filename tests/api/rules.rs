@@ -480,3 +480,52 @@ async fn revoked_and_expired_keys_are_refused_by_every_process_at_once() {
         "UNAUTHENTICATED"
     );
 }
+
+#[tokio::test]
+async fn the_retention_job_prunes_old_operational_rows_only() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let auth = Auth::Bearer(org.key.clone());
+    app.webhook(&auth, &payload(CHAT_2022)).await;
+    app.ingest(
+        &auth,
+        &json!({ "build_name": "b", "test_results": [] }),
+        &[("idempotency-key", "k1")],
+    )
+    .await;
+    app.ingest(
+        &auth,
+        &json!({ "build_name": "c", "test_results": [] }),
+        &[("idempotency-key", "k2")],
+    )
+    .await;
+    sqlx::raw_sql(
+        "UPDATE deliveries SET received_at = now() - interval '31 days'
+            WHERE delivery_id = (SELECT delivery_id FROM deliveries ORDER BY received_at LIMIT 1);
+         UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE idempotency_key = 'k1';
+         INSERT INTO rate_limits (bucket, tat) VALUES ('key:idle', now() - interval '1 hour');",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let events_before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let report = lathe_api::retention::run_once(&app.state).await.unwrap();
+    assert_eq!(report.pruned.deliveries, 1);
+    assert_eq!(report.pruned.idempotency_keys, 1);
+    assert!(report.pruned.rate_limit_buckets >= 1);
+    let left: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM idempotency_keys),
+                (SELECT count(*) FROM events)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        (2, 1, events_before),
+        "recent rows and every event stay"
+    );
+}
