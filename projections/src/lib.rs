@@ -26,7 +26,7 @@ pub mod test_results;
 pub use database::{
     connect, connect_relaxed, ensure_database, migrate, DatabaseError, READ_SCHEMA,
 };
-pub use projector::{ProjectionError, Projector, Registry, Selection, StoredEvent};
+pub use projector::{ProjectionError, Projector, Registry, Selection, StoredEvent, StoredJson};
 pub use store::{Actor, CommandContext, CommandError, EventStore, Handles, OnConflict};
 
 /// A page of rows from a read model, newest first, with whether more rows follow.

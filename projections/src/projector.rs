@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use cqrs_es::{Aggregate, EventEnvelope};
-use serde::Deserialize;
 use sqlx::PgConnection;
 
 use domain::api_key::ApiKey;
@@ -57,9 +56,26 @@ pub struct StoredEvent<'a> {
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub sequence: i64,
-    /// Borrowed when applying an append (no copy of a large payload), owned when read back for a rebuild.
-    pub payload: std::borrow::Cow<'a, serde_json::Value>,
-    pub metadata: std::borrow::Cow<'a, serde_json::Value>,
+    pub payload: StoredJson<'a>,
+    pub metadata: StoredJson<'a>,
+}
+
+/// An event's JSON as the caller has it: the append's value (borrowed, no copy of a large payload), or the text a
+/// rebuild reads back (decoded straight into the typed event, without an intermediate `Value`).
+#[derive(Debug, Clone)]
+pub enum StoredJson<'a> {
+    Value(&'a serde_json::Value),
+    Text(String),
+}
+
+impl StoredJson<'_> {
+    /// Decodes into a typed value.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match self {
+            Self::Value(value) => T::deserialize(*value),
+            Self::Text(text) => serde_json::from_str(text),
+        }
+    }
 }
 
 /// Why a projection could not apply events.
@@ -152,8 +168,13 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
         let envelope = EventEnvelope::<A> {
             aggregate_id: event.aggregate_id.clone(),
             sequence: event.sequence as usize,
-            payload: A::Event::deserialize(event.payload.as_ref()).map_err(deserialize_error)?,
-            metadata: HashMap::<String, String>::deserialize(event.metadata.as_ref())
+            payload: event
+                .payload
+                .decode::<A::Event>()
+                .map_err(deserialize_error)?,
+            metadata: event
+                .metadata
+                .decode::<HashMap<String, String>>()
                 .unwrap_or_default(),
         };
         for projector in &self.projectors {
@@ -178,7 +199,7 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
                 Ok(EventEnvelope::<A> {
                     aggregate_id: event.aggregate_id.clone(),
                     sequence: event.sequence as usize,
-                    payload: A::Event::deserialize(event.payload.as_ref()).map_err(|source| {
+                    payload: event.payload.decode::<A::Event>().map_err(|source| {
                         ProjectionError::Deserialize {
                             aggregate_type: event.aggregate_type.clone(),
                             aggregate_id: event.aggregate_id.clone(),
@@ -186,7 +207,9 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
                             source,
                         }
                     })?,
-                    metadata: HashMap::<String, String>::deserialize(event.metadata.as_ref())
+                    metadata: event
+                        .metadata
+                        .decode::<HashMap<String, String>>()
                         .unwrap_or_default(),
                 })
             })

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::database::READ_SCHEMA;
-use crate::projector::{ProjectionError, Registry, Selection, StoredEvent};
+use crate::projector::{ProjectionError, Registry, Selection, StoredEvent, StoredJson};
 
 const REBUILD_SCHEMA: &str = "read_rebuild";
 const RETIRED_SCHEMA: &str = "read_retired";
@@ -133,7 +133,7 @@ async fn build_and_swap(
             .await?;
     let mut reader = pool.acquire().await?;
     let mut rows = sqlx::query(
-        "SELECT aggregate_type, aggregate_id, sequence, payload, metadata FROM events
+        "SELECT aggregate_type, aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata FROM events
          WHERE aggregate_type = ANY($1) AND transaction_id < $2::text::xid8
          ORDER BY transaction_id, position",
     )
@@ -160,7 +160,7 @@ async fn build_and_swap(
         .execute(&mut *tx)
         .await?;
     let late: Vec<StoredEvent<'static>> = sqlx::query(
-        "SELECT aggregate_type, aggregate_id, sequence, payload, metadata FROM events
+        "SELECT aggregate_type, aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata FROM events
          WHERE aggregate_type = ANY($1) AND transaction_id >= $2::text::xid8
          ORDER BY transaction_id, position",
     )
@@ -213,8 +213,8 @@ fn stored(row: &sqlx::postgres::PgRow) -> StoredEvent<'static> {
         aggregate_type: row.get("aggregate_type"),
         aggregate_id: row.get("aggregate_id"),
         sequence: row.get("sequence"),
-        payload: std::borrow::Cow::Owned(row.get("payload")),
-        metadata: std::borrow::Cow::Owned(row.get("metadata")),
+        payload: StoredJson::Text(row.get("payload")),
+        metadata: StoredJson::Text(row.get("metadata")),
     }
 }
 

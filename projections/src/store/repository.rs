@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::audit::{link, Chained};
-use crate::projector::{Registry, StoredEvent};
+use crate::projector::{Registry, StoredEvent, StoredJson};
 
 /// Appends events and applies the projections in the same transaction; reads through postgres-es.
 #[derive(Clone)]
@@ -106,8 +106,8 @@ impl LatheEventRepository {
                 aggregate_type: event.aggregate_type.clone(),
                 aggregate_id: event.aggregate_id.clone(),
                 sequence: event.sequence as i64,
-                payload: std::borrow::Cow::Borrowed(&event.payload),
-                metadata: std::borrow::Cow::Borrowed(&event.metadata),
+                payload: StoredJson::Value(&event.payload),
+                metadata: StoredJson::Value(&event.metadata),
             })
             .collect();
         self.registry
