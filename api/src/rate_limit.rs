@@ -33,6 +33,20 @@ impl RateInfo {
     }
 }
 
+/// Spends one request of `bucket`'s budget and, when it is allowed, notes the key's use for `lastUsedAt`.
+pub async fn spend_and_note(
+    state: &AppState,
+    bucket: Bucket,
+    limit: Option<u32>,
+    api_key_id: Option<Uuid>,
+) -> Result<RateInfo, ApiError> {
+    let info = spend(state, bucket, limit).await?;
+    if let Some(api_key_id) = api_key_id {
+        state.usage.touch(api_key_id);
+    }
+    Ok(info)
+}
+
 /// Spends one request of `bucket`'s budget (`limit` per minute, or the server default); refuses it with
 /// `RateLimited` when the budget is spent.
 pub async fn spend(

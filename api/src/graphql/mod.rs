@@ -78,9 +78,16 @@ pub async fn graphql_handler(
     let caller = match authenticate(&state, &headers).await {
         Ok(principal) => {
             let bucket = crate::rate_limit::Bucket::ApiKey(principal.api_key_id);
-            match crate::rate_limit::spend(&state, bucket, principal.rate_limit_per_minute).await {
+            let limit = principal.rate_limit_per_minute;
+            match crate::rate_limit::spend_and_note(
+                &state,
+                bucket,
+                limit,
+                Some(principal.api_key_id),
+            )
+            .await
+            {
                 Ok(info) => {
-                    state.usage.touch(principal.api_key_id);
                     rate = Some(info);
                     Caller::Authenticated(principal)
                 }

@@ -246,34 +246,12 @@ impl MutationRoot {
 
     async fn complete_release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Release> {
         let r = Resolver::new(ctx, Scope::ReleasesWrite)?;
-        let release_id = load_release(&r, parse_id(&id, "id")?).await?.release_id;
-        let context = r.command_context();
-        r.state
-            .store
-            .execute::<ReleaseAggregate>(
-                release_id,
-                ReleaseCommand::CompleteRelease { at: context.at },
-                &context,
-            )
-            .await
-            .map_err(ApiError::from)?;
-        Ok(load_release(&r, release_id).await?.into())
+        Ok(transition_release(&r, &id, |at| ReleaseCommand::CompleteRelease { at }).await?)
     }
 
     async fn archive_release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Release> {
         let r = Resolver::new(ctx, Scope::ReleasesWrite)?;
-        let release_id = load_release(&r, parse_id(&id, "id")?).await?.release_id;
-        let context = r.command_context();
-        r.state
-            .store
-            .execute::<ReleaseAggregate>(
-                release_id,
-                ReleaseCommand::ArchiveRelease { at: context.at },
-                &context,
-            )
-            .await
-            .map_err(ApiError::from)?;
-        Ok(load_release(&r, release_id).await?.into())
+        Ok(transition_release(&r, &id, |at| ReleaseCommand::ArchiveRelease { at }).await?)
     }
 
     /// Adds a queued build to an active release of its project. Of two concurrent calls on one build, one wins
@@ -463,6 +441,21 @@ impl MutationRoot {
             .map_err(ApiError::from)?;
         Ok(ApiKey(load_api_key(&r, api_key_id).await?))
     }
+}
+
+/// Moves a release of the caller's organization along its life (complete, archive) and returns it.
+async fn transition_release(
+    r: &Resolver<'_>,
+    id: &ID,
+    command: impl FnOnce(DateTime<Utc>) -> ReleaseCommand,
+) -> Result<Release, ApiError> {
+    let release_id = load_release(r, parse_id(id, "id")?).await?.release_id;
+    let context = r.command_context();
+    r.state
+        .store
+        .execute::<ReleaseAggregate>(release_id, command(context.at), &context)
+        .await?;
+    Ok(load_release(r, release_id).await?.into())
 }
 
 async fn load_project(r: &Resolver<'_>, id: Uuid) -> Result<projects::ProjectRow, ApiError> {

@@ -77,11 +77,13 @@ pub async fn authenticate_intake(
 impl Caller {
     /// Spends one request of the caller's rate-limit budget and notes the key's use.
     pub async fn spend(&self, state: &AppState) -> Result<RateInfo, ApiError> {
-        let info = rate_limit::spend(state, self.bucket, self.rate_limit_per_minute).await?;
-        if let Some(api_key_id) = self.api_key_id {
-            state.usage.touch(api_key_id);
-        }
-        Ok(info)
+        rate_limit::spend_and_note(
+            state,
+            self.bucket,
+            self.rate_limit_per_minute,
+            self.api_key_id,
+        )
+        .await
     }
 }
 
