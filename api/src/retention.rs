@@ -32,6 +32,9 @@ pub fn spawn(state: AppState, every: Duration) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; the first run waits one interval, so that processes starting together do not
+        // all race for the job (and an operator's own `run_once` right after start-up is not refused).
+        ticker.tick().await;
         loop {
             ticker.tick().await;
             match run_once(&state).await {
