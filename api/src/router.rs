@@ -84,23 +84,23 @@ async fn healthz() -> &'static str {
 /// `GET /metrics`: Prometheus text: events stored and how far each projection is behind them.
 async fn metrics(State(state): State<AppState>) -> Result<String, crate::error::ApiError> {
     use std::fmt::Write;
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&state.pool)
-        .await?;
-    let lags = projections::replay::lag(&state.pool, &projections::Registry::standard()).await?;
+    let events = projections::audit::event_count(&state.pool).await?;
+    let missing =
+        projections::replay::missing_streams(&state.pool, &projections::Registry::standard())
+            .await?;
     let mut out = String::new();
     let _ = writeln!(out, "# HELP lathe_events_total Events in the event store.");
     let _ = writeln!(out, "# TYPE lathe_events_total gauge");
     let _ = writeln!(out, "lathe_events_total {events}");
     let _ = writeln!(
         out,
-        "# HELP lathe_projection_lag_events Events not yet applied to a projection."
+        "# HELP lathe_projection_missing_streams Streams without their row in a read model."
     );
-    let _ = writeln!(out, "# TYPE lathe_projection_lag_events gauge");
-    for (name, lag) in lags {
+    let _ = writeln!(out, "# TYPE lathe_projection_missing_streams gauge");
+    for (name, count) in missing {
         let _ = writeln!(
             out,
-            "lathe_projection_lag_events{{projection=\"{name}\"}} {lag}"
+            "lathe_projection_missing_streams{{projection=\"{name}\"}} {count}"
         );
     }
     Ok(out)

@@ -66,6 +66,13 @@ pub struct Verification {
     pub first_broken: Option<BrokenLink>,
 }
 
+/// How many events the store holds.
+pub async fn event_count(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await
+}
+
 /// Walks every stream's chain in sequence order and reports the first broken link (and stops there: everything
 /// after a broken link is unproven).
 pub async fn verify(pool: &PgPool) -> Result<Verification, sqlx::Error> {

@@ -1,6 +1,7 @@
 //! How events reach read models: every projector runs inside the transaction that appends the events, so a read
 //! model is never behind or ahead of the event store, and a failure in either rolls back both.
 
+use std::any::Any;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use domain::organization::Organization;
 use domain::project::Project;
 use domain::release::Release;
 
+use crate::store::Projectable;
 use crate::{api_keys, builds, organizations, projects, releases};
 
 /// One read model's reaction to one aggregate type's events. It writes only through the connection it is given.
@@ -52,29 +54,23 @@ pub trait Projector<A: Aggregate>: Send + Sync {
 
 /// An event as the event table holds it.
 #[derive(Debug, Clone)]
-pub struct StoredEvent<'a> {
+pub struct StoredEvent {
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub sequence: i64,
-    pub payload: StoredJson<'a>,
-    pub metadata: StoredJson<'a>,
+    pub payload: StoredJson,
+    pub metadata: StoredJson,
 }
 
-/// An event's JSON as the caller has it: the append's value (borrowed, no copy of a large payload), or the text a
-/// rebuild reads back (decoded straight into the typed event, without an intermediate `Value`).
+/// An event's JSON as a rebuild reads it back: text, decoded straight into the typed event (no intermediate
+/// `Value`).
 #[derive(Debug, Clone)]
-pub enum StoredJson<'a> {
-    Value(&'a serde_json::Value),
-    Text(String),
-}
+pub struct StoredJson(pub String);
 
-impl StoredJson<'_> {
+impl StoredJson {
     /// Decodes into a typed value.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        match self {
-            Self::Value(value) => T::deserialize(*value),
-            Self::Text(text) => serde_json::from_str(text),
-        }
+        serde_json::from_str(&self.0)
     }
 }
 
@@ -115,20 +111,12 @@ impl Selection {
 trait AggregateProjectors: Send + Sync {
     /// The rebuildable projections (side-effect-free) this type feeds.
     fn projections(&self) -> Vec<&'static str>;
-    /// Every projection this type feeds, side effects included.
-    fn all_projections(&self) -> Vec<&'static str>;
-
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        event: &StoredEvent<'_>,
-        selection: &Selection,
-        skip_at_or_below: &HashMap<&'static str, i64>,
-    ) -> Result<(), ProjectionError>;
+    /// For the live path, which knows the aggregate type statically and hands over typed events.
+    fn as_any(&self) -> &dyn Any;
     async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        events: &[StoredEvent<'_>],
+        events: &[StoredEvent],
         selection: &Selection,
     ) -> Result<(), ProjectionError>;
 }
@@ -147,50 +135,14 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
             .collect()
     }
 
-    fn all_projections(&self) -> Vec<&'static str> {
-        self.projectors.iter().map(|p| p.projection()).collect()
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        event: &StoredEvent<'_>,
-        selection: &Selection,
-        skip_at_or_below: &HashMap<&'static str, i64>,
-    ) -> Result<(), ProjectionError> {
-        let deserialize_error = |source| ProjectionError::Deserialize {
-            aggregate_type: event.aggregate_type.clone(),
-            aggregate_id: event.aggregate_id.clone(),
-            sequence: event.sequence,
-            source,
-        };
-        // Deserialized once for every projector of the type.
-        let envelope = EventEnvelope::<A> {
-            aggregate_id: event.aggregate_id.clone(),
-            sequence: event.sequence as usize,
-            payload: event
-                .payload
-                .decode::<A::Event>()
-                .map_err(deserialize_error)?,
-            metadata: event
-                .metadata
-                .decode::<HashMap<String, String>>()
-                .unwrap_or_default(),
-        };
-        for projector in &self.projectors {
-            let projection = projector.projection();
-            let seen = skip_at_or_below.get(projection).copied().unwrap_or(0);
-            if selection.includes(projection) && event.sequence > seen {
-                projector.apply(conn, &envelope).await?;
-            }
-        }
-        Ok(())
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 
     async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        events: &[StoredEvent<'_>],
+        events: &[StoredEvent],
         selection: &Selection,
     ) -> Result<(), ProjectionError> {
         let envelopes = events
@@ -289,31 +241,12 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Applies events in order. Events already applied to a projection (by the per-aggregate checkpoint in
-    /// `skip_at_or_below`, keyed by projection) are skipped; the caller moves the checkpoints.
-    pub async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        events: &[StoredEvent<'_>],
-        selection: &Selection,
-        skip_at_or_below: &HashMap<&'static str, i64>,
-    ) -> Result<(), ProjectionError> {
-        for event in events {
-            if let Some(projectors) = self.by_type.get(event.aggregate_type.as_str()) {
-                projectors
-                    .apply(conn, event, selection, skip_at_or_below)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Applies events to fresh read models (a rebuild), in runs of one aggregate type so that each projector can
     /// work set-based; runs keep their order, so effects across types (a release before its builds) hold.
     pub async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        events: &[StoredEvent<'_>],
+        events: &[StoredEvent],
         selection: &Selection,
     ) -> Result<(), ProjectionError> {
         let mut start = 0;
@@ -333,50 +266,40 @@ impl Registry {
         Ok(())
     }
 
-    /// Applies one aggregate's new events and moves its checkpoints, skipping what a checkpoint says was applied.
-    pub async fn apply_inline(
+    /// Applies one command's new events to every projection of their type, side effects included (the live path,
+    /// inside the append's transaction).
+    pub(crate) async fn apply_live<A: Aggregate + 'static>(
         &self,
         conn: &mut PgConnection,
-        events: &[StoredEvent<'_>],
+        events: &[EventEnvelope<A>],
     ) -> Result<(), ProjectionError> {
-        let Some(last) = events.last() else {
+        let Some(typed) = self
+            .by_type
+            .get(A::TYPE)
+            .and_then(|projectors| projectors.as_any().downcast_ref::<Typed<A>>())
+        else {
             return Ok(());
         };
-        let projections = self
-            .by_type
-            .get(last.aggregate_type.as_str())
-            .map(|p| p.all_projections())
-            .unwrap_or_default();
-        if projections.is_empty() {
-            return Ok(());
+        for event in events {
+            for projector in &typed.projectors {
+                projector.apply(conn, event).await?;
+            }
         }
-        // One round trip: read the old checkpoints (locked) and move them to the new last sequence.
-        let old: Vec<(String, i64)> = sqlx::query_as(
-            "WITH old AS (
-                SELECT projection, last_sequence FROM projection_checkpoints
-                WHERE projection = ANY($1) AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE),
-             moved AS (
-                INSERT INTO projection_checkpoints (projection, aggregate_type, aggregate_id, last_sequence)
-                SELECT name, $2, $3, $4 FROM unnest($1::text[]) AS name
-                ON CONFLICT (projection, aggregate_type, aggregate_id)
-                DO UPDATE SET last_sequence = GREATEST(projection_checkpoints.last_sequence, EXCLUDED.last_sequence))
-             SELECT projection, last_sequence FROM old",
-        )
-        .bind(&projections)
-        .bind(&last.aggregate_type)
-        .bind(&last.aggregate_id)
-        .bind(last.sequence)
-        .fetch_all(&mut *conn)
-        .await?;
-        let skip: HashMap<&'static str, i64> = projections
-            .iter()
-            .filter_map(|name| {
-                old.iter()
-                    .find(|(projection, _)| projection == name)
-                    .map(|(_, sequence)| (*name, *sequence))
-            })
-            .collect();
-        self.apply(conn, events, &Selection::All, &skip).await
+        Ok(())
+    }
+}
+
+/// A command's typed events on their way to the read models.
+pub(crate) struct TypedEvents<A: Aggregate>(pub Vec<EventEnvelope<A>>);
+
+#[async_trait]
+impl<A: Aggregate + 'static> Projectable for TypedEvents<A> {
+    async fn project(
+        &self,
+        conn: &mut PgConnection,
+        registry: &Registry,
+    ) -> Result<(), ProjectionError> {
+        registry.apply_live(conn, &self.0).await
     }
 }
 

@@ -5,7 +5,6 @@
 //! are moved into `read` in one transaction. Clients never see an empty or half-built read model, and the service
 //! keeps serving throughout.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -92,15 +91,7 @@ pub async fn rebuild(
     if !locked {
         return Err(ReplayError::AlreadyRunning);
     }
-    let result = build_and_swap(
-        pool,
-        registry,
-        &selection,
-        &projections,
-        &aggregate_types,
-        &tables,
-    )
-    .await;
+    let result = build_and_swap(pool, registry, &selection, &aggregate_types, &tables).await;
     // Also dropped with the connection; released here so that a pooled connection does not keep it.
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(REPLAY_LOCK)
@@ -119,7 +110,6 @@ async fn build_and_swap(
     pool: &PgPool,
     registry: &Registry,
     selection: &Selection,
-    projections: &[String],
     aggregate_types: &[&'static str],
     tables: &[&str],
 ) -> Result<(u64, u64), ReplayError> {
@@ -145,13 +135,12 @@ async fn build_and_swap(
     while let Some(row) = rows.try_next().await? {
         batch.push(stored(&row));
         if batch.len() == BATCH {
-            applied += apply_batch(&mut writer, registry, selection, projections, &batch).await?;
+            applied += apply_batch(&mut writer, registry, selection, &batch).await?;
             batch.clear();
         }
     }
     drop(rows);
-    applied += apply_batch(&mut writer, registry, selection, projections, &batch).await?;
-    fill_checkpoints(&mut writer, registry, projections, horizon).await?;
+    applied += apply_batch(&mut writer, registry, selection, &batch).await?;
     create_secondary_indexes(&mut writer, tables).await?;
 
     // Pause appends, apply what committed meanwhile, and swap the tables in, atomically.
@@ -159,7 +148,7 @@ async fn build_and_swap(
     sqlx::query("LOCK TABLE public.events IN SHARE MODE")
         .execute(&mut *tx)
         .await?;
-    let late: Vec<StoredEvent<'static>> = sqlx::query(
+    let late: Vec<StoredEvent> = sqlx::query(
         "SELECT aggregate_type, aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata FROM events
          WHERE aggregate_type = ANY($1) AND transaction_id >= $2::text::xid8
          ORDER BY transaction_id, position",
@@ -171,7 +160,7 @@ async fn build_and_swap(
     .iter()
     .map(stored)
     .collect();
-    let caught_up = apply_in(&mut tx, registry, selection, projections, &late, true).await?;
+    let caught_up = apply_in(&mut tx, registry, selection, &late).await?;
     sqlx::query(&format!("CREATE SCHEMA {RETIRED_SCHEMA}"))
         .execute(&mut *tx)
         .await?;
@@ -187,17 +176,6 @@ async fn build_and_swap(
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query(&format!(
-        "DELETE FROM {READ_SCHEMA}.projection_checkpoints WHERE projection = ANY($1)"
-    ))
-    .bind(projections)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!(
-        "INSERT INTO {READ_SCHEMA}.projection_checkpoints SELECT * FROM {REBUILD_SCHEMA}.projection_checkpoints"
-    ))
-    .execute(&mut *tx)
-    .await?;
     sqlx::query(&format!("DROP SCHEMA {RETIRED_SCHEMA} CASCADE"))
         .execute(&mut *tx)
         .await?;
@@ -208,17 +186,17 @@ async fn build_and_swap(
     Ok((applied + caught_up, caught_up))
 }
 
-fn stored(row: &sqlx::postgres::PgRow) -> StoredEvent<'static> {
+fn stored(row: &sqlx::postgres::PgRow) -> StoredEvent {
     StoredEvent {
         aggregate_type: row.get("aggregate_type"),
         aggregate_id: row.get("aggregate_id"),
         sequence: row.get("sequence"),
-        payload: StoredJson::Text(row.get("payload")),
-        metadata: StoredJson::Text(row.get("metadata")),
+        payload: StoredJson(row.get("payload")),
+        metadata: StoredJson(row.get("metadata")),
     }
 }
 
-/// Creates empty copies of `tables` (and of the checkpoints) in the rebuild schema, with their columns, defaults,
+/// Creates empty copies of `tables` in the rebuild schema, with their columns, defaults,
 /// checks and the unique constraints projectors rely on; other indexes come after the load, which is faster.
 async fn prepare_tables(conn: &mut PgConnection, tables: &[&str]) -> Result<(), sqlx::Error> {
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE"))
@@ -230,7 +208,7 @@ async fn prepare_tables(conn: &mut PgConnection, tables: &[&str]) -> Result<(), 
     sqlx::query(&format!("CREATE SCHEMA {REBUILD_SCHEMA}"))
         .execute(&mut *conn)
         .await?;
-    for table in tables.iter().copied().chain(["projection_checkpoints"]) {
+    for table in tables.iter().copied() {
         sqlx::query(&format!(
             "CREATE TABLE {REBUILD_SCHEMA}.{table} (LIKE {READ_SCHEMA}.{table}
                 INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING IDENTITY INCLUDING GENERATED)"
@@ -282,63 +260,29 @@ async fn create_secondary_indexes(
     Ok(())
 }
 
-/// Sets the rebuilt projections' checkpoints from the events the bulk phase applied (every settled event of their
-/// aggregate types): one statement instead of a write per aggregate per batch.
-async fn fill_checkpoints(
-    conn: &mut PgConnection,
-    registry: &Registry,
-    projections: &[String],
-    horizon: i64,
-) -> Result<(), sqlx::Error> {
-    let (mut names, mut types) = (Vec::new(), Vec::new());
-    for projection in projections {
-        for aggregate_type in registry.aggregate_types(&Selection::Only(vec![projection.clone()])) {
-            names.push(projection.as_str());
-            types.push(aggregate_type);
-        }
-    }
-    sqlx::query(&format!(
-        "INSERT INTO {REBUILD_SCHEMA}.projection_checkpoints (projection, aggregate_type, aggregate_id, last_sequence)
-         SELECT p.projection, e.aggregate_type, e.aggregate_id, max(e.sequence)
-         FROM public.events e JOIN UNNEST($1::text[], $2::text[]) AS p(projection, aggregate_type)
-           ON p.aggregate_type = e.aggregate_type
-         WHERE e.transaction_id < $3::text::xid8
-         GROUP BY p.projection, e.aggregate_type, e.aggregate_id"
-    ))
-    .bind(&names)
-    .bind(&types)
-    .bind(horizon)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Applies a batch in a transaction of its own into the rebuild schema.
 async fn apply_batch(
     conn: &mut PgConnection,
     registry: &Registry,
     selection: &Selection,
-    projections: &[String],
-    events: &[StoredEvent<'_>],
+    events: &[StoredEvent],
 ) -> Result<u64, ReplayError> {
     if events.is_empty() {
         return Ok(0);
     }
     let mut tx = sqlx::Connection::begin(conn).await?;
-    let applied = apply_in(&mut tx, registry, selection, projections, events, false).await?;
+    let applied = apply_in(&mut tx, registry, selection, events).await?;
     tx.commit().await?;
     Ok(applied)
 }
 
-/// Applies events into the rebuild schema, and moves the rebuilt projections' checkpoints when asked (the bulk
-/// phase leaves them to one set-based statement at its end).
+/// Applies events into the rebuild schema. The rebuild tables start empty and see each event once, so nothing
+/// needs skipping.
 async fn apply_in(
     conn: &mut PgConnection,
     registry: &Registry,
     selection: &Selection,
-    projections: &[String],
-    events: &[StoredEvent<'_>],
-    move_checkpoints: bool,
+    events: &[StoredEvent],
 ) -> Result<u64, ReplayError> {
     if events.is_empty() {
         return Ok(0);
@@ -346,58 +290,49 @@ async fn apply_in(
     sqlx::query(&format!("SET LOCAL search_path = {REBUILD_SCHEMA}, public"))
         .execute(&mut *conn)
         .await?;
-    // The rebuild tables start empty and see each event once, so nothing needs skipping.
     registry.apply_batch(conn, events, selection).await?;
-    if !move_checkpoints {
-        return Ok(events.len() as u64);
-    }
-    let mut last: HashMap<(&str, &str), i64> = HashMap::new();
-    for event in events {
-        last.insert((&event.aggregate_type, &event.aggregate_id), event.sequence);
-    }
-    let (mut names, mut types, mut ids, mut sequences) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for ((aggregate_type, aggregate_id), sequence) in last {
-        for projection in registry.projections_of(aggregate_type) {
-            if projections.iter().any(|p| p == projection) {
-                names.push(projection);
-                types.push(aggregate_type);
-                ids.push(aggregate_id);
-                sequences.push(sequence);
-            }
-        }
-    }
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, aggregate_type, aggregate_id, last_sequence)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
-         ON CONFLICT (projection, aggregate_type, aggregate_id)
-         DO UPDATE SET last_sequence = GREATEST(projection_checkpoints.last_sequence, EXCLUDED.last_sequence)",
-    )
-    .bind(&names)
-    .bind(&types)
-    .bind(&ids)
-    .bind(&sequences)
-    .execute(&mut *conn)
-    .await?;
     Ok(events.len() as u64)
 }
 
-/// How many events each projection has not applied yet: the events of its aggregate types minus the sum of its
-/// per-aggregate checkpoints (sequences are gap-free, so a stream of n events ends at sequence n).
-pub async fn lag(pool: &PgPool, registry: &Registry) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let mut lags = Vec::new();
+/// Where a projection keeps one row per stream of an aggregate type: the table, its key column, and the event
+/// type after which the row is gone on purpose (an expired build leaves the read models).
+fn stream_rows(
+    projection: &str,
+) -> Option<(&'static str, &'static str, &'static str, &'static str)> {
+    Some(match projection {
+        "organizations" => ("Organization", "organizations", "organization_id", ""),
+        "projects" => ("Project", "projects", "project_id", ""),
+        "releases" => ("Release", "releases", "release_id", ""),
+        "builds" => ("BuildQueue", "builds", "build_id", "BuildExpired"),
+        "api_keys" => ("ApiKey", "api_keys", "api_key_id", ""),
+        _ => return None,
+    })
+}
+
+/// How many streams each projection is missing: streams of its aggregate type (settled or not) that have no row in
+/// its table. Projections are applied in the append's own transaction, so this is 0 unless a read model was edited
+/// behind the service's back (or a rebuild is being swapped in at this moment).
+pub async fn missing_streams(
+    pool: &PgPool,
+    registry: &Registry,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let mut counts = Vec::new();
     for projection in registry.projections() {
-        let types = registry.aggregate_types(&Selection::Only(vec![projection.to_owned()]));
-        let lag: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM events WHERE aggregate_type = ANY($2))
-                  - (SELECT coalesce(sum(last_sequence), 0)::bigint FROM projection_checkpoints
-                     WHERE projection = $1 AND aggregate_type = ANY($2))",
-        )
-        .bind(projection)
-        .bind(&types)
+        let Some((aggregate_type, table, key, removed_by)) = stream_rows(projection) else {
+            continue;
+        };
+        let missing: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM events e
+             WHERE e.aggregate_type = $1 AND e.sequence = 1
+               AND NOT EXISTS (SELECT 1 FROM {READ_SCHEMA}.{table} r WHERE r.{key} = e.aggregate_id::uuid)
+               AND NOT EXISTS (SELECT 1 FROM events x WHERE x.aggregate_type = e.aggregate_type
+                                 AND x.aggregate_id = e.aggregate_id AND x.event_type = $2)"
+        ))
+        .bind(aggregate_type)
+        .bind(removed_by)
         .fetch_one(pool)
         .await?;
-        lags.push((projection.to_owned(), lag));
+        counts.push((projection.to_owned(), missing));
     }
-    Ok(lags)
+    Ok(counts)
 }

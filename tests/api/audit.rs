@@ -307,7 +307,7 @@ async fn export_writes_ndjson_an_auditor_can_archive_and_filter() {
 }
 
 #[tokio::test]
-async fn metrics_and_projection_status_show_no_lag() {
+async fn metrics_and_projection_status_show_missing_streams() {
     let app = spawn_app().await;
     let org = app.create_org("Fabrikam").await;
     app.webhook(
@@ -326,13 +326,13 @@ async fn metrics_and_projection_status_show_no_lag() {
         .unwrap();
     assert!(text.contains("lathe_events_total 4"), "{text}");
     assert!(
-        text.contains("lathe_projection_lag_events{projection=\"builds\"} 0"),
+        text.contains("lathe_projection_missing_streams{projection=\"builds\"} 0"),
         "{text}"
     );
     let data = app
         .graphql_ok(
             &org.key,
-            "{ projectionStatus { name lagEvents } }",
+            "{ projectionStatus { name missingStreams } }",
             json!({}),
         )
         .await;
@@ -340,17 +340,17 @@ async fn metrics_and_projection_status_show_no_lag() {
         .as_array()
         .unwrap()
         .iter()
-        .all(|p| p["lagEvents"] == 0));
+        .all(|p| p["missingStreams"] == 0));
 
-    // A read model edited behind the service's back shows as lag.
-    sqlx::query("DELETE FROM read.projection_checkpoints WHERE projection = 'builds'")
+    // A read model edited behind the service's back shows; a rebuild repairs it.
+    sqlx::query("DELETE FROM read.builds")
         .execute(&app.pool)
         .await
         .unwrap();
     let data = app
         .graphql_ok(
             &org.key,
-            "{ projectionStatus { name lagEvents } }",
+            "{ projectionStatus { name missingStreams } }",
             json!({}),
         )
         .await;
@@ -361,5 +361,20 @@ async fn metrics_and_projection_status_show_no_lag() {
         .find(|p| p["name"] == "builds")
         .unwrap()
         .clone();
-    assert_eq!(builds["lagEvents"], 2);
+    assert_eq!(builds["missingStreams"], 1);
+    projections::replay::rebuild(&app.pool, &projections::Registry::standard(), &[])
+        .await
+        .unwrap();
+    let data = app
+        .graphql_ok(
+            &org.key,
+            "{ projectionStatus { name missingStreams } }",
+            json!({}),
+        )
+        .await;
+    assert!(data["projectionStatus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["missingStreams"] == 0));
 }

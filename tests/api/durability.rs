@@ -456,3 +456,114 @@ async fn a_rebuild_while_serving_never_shows_empty_or_half_built_read_models() {
         .unwrap();
     assert_eq!(dump_read_models(&app.pool).await, live);
 }
+
+/// A delivery of the sample build with its own build id and build number.
+fn build_numbered(id: u64, number: &str) -> Value {
+    let mut body = payload(CHAT_2022);
+    body["resource"]["id"] = json!(id);
+    body["resource"]["buildNumber"] = json!(number);
+    body
+}
+
+#[tokio::test]
+async fn concurrent_commands_commit_together_and_fail_alone() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let auth = Auth::Bearer(org.key.clone());
+    // Builds named `slow-*` hold their writer for a moment, so that the deliveries sent meanwhile wait together;
+    // a build named `poison` fails its read-model write.
+    sqlx::raw_sql(
+        "CREATE FUNCTION public.slow_or_poison() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN
+                IF NEW.build_name LIKE '%slow-%' THEN PERFORM pg_sleep(0.4); END IF;
+                IF NEW.build_name LIKE '%poison%' THEN RAISE EXCEPTION 'injected failure'; END IF;
+                RETURN NEW;
+            END $$;
+         CREATE TRIGGER slow_or_poison BEFORE INSERT ON read.builds
+            FOR EACH ROW EXECUTE FUNCTION public.slow_or_poison();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let deliver_all = |slow_ids: u64, bodies: Vec<Value>| {
+        let app = &app;
+        let auth = &auth;
+        async move {
+            let slow_bodies: Vec<Value> = (slow_ids..slow_ids + 3)
+                .map(|n| build_numbered(n, &format!("slow-{n}")))
+                .collect();
+            let slow =
+                futures::future::join_all(slow_bodies.iter().map(|body| app.webhook(auth, body)));
+            let rest = async {
+                // Sent while every writer is held by a slow build.
+                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+                futures::future::join_all(bodies.iter().map(|body| app.webhook(auth, body))).await
+            };
+            let (_, answers) = tokio::join!(slow, rest);
+            answers
+        }
+    };
+
+    let answers = deliver_all(
+        900,
+        (1..=20)
+            .map(|n| build_numbered(n, &format!("batch-{n}")))
+            .collect(),
+    )
+    .await;
+    assert!(
+        answers.iter().all(|a| a.body["outcome"] == "queued"),
+        "{answers:?}"
+    );
+    let transactions = count(
+        &app,
+        "SELECT count(DISTINCT transaction_id) FROM events e JOIN read.builds b ON b.build_id::text = e.aggregate_id
+         WHERE b.build_name LIKE '%batch-%'",
+    )
+    .await;
+    assert!(
+        transactions <= 3,
+        "20 waiting deliveries committed in {transactions} transactions"
+    );
+
+    // One failing delivery among waiting ones: its batch is rolled back and retried one by one.
+    let mut bodies: Vec<Value> = (21..=30)
+        .map(|n| build_numbered(n, &format!("batch-{n}")))
+        .collect();
+    bodies.insert(4, build_numbered(31, "poison"));
+    let answers = deliver_all(910, bodies).await;
+    for answer in &answers {
+        let poisoned = answer.body["outcome"] != "queued";
+        assert_eq!(poisoned, answer.status == 503, "{answer:?}");
+    }
+    assert_eq!(
+        answers.iter().filter(|a| a.status == 503).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM read.builds WHERE build_name LIKE '%batch-%'"
+        )
+        .await,
+        30
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM events WHERE aggregate_type = 'BuildQueue'"
+        )
+        .await,
+        2 * (30 + 6),
+        "the failed build stored no event, every other build its two"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM read.builds WHERE build_name LIKE '%poison%'"
+        )
+        .await,
+        0
+    );
+}

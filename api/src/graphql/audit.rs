@@ -107,13 +107,14 @@ pub struct BuildHistory {
     pub events: Vec<AuditEvent>,
 }
 
-/// How far one projection is behind the event store.
+/// Whether one projection holds every stream of the event store.
 #[derive(SimpleObject)]
 pub struct ProjectionStatus {
     pub name: String,
-    /// Events stored but not yet applied. Projections are applied in the append's own transaction, so this is 0
-    /// unless a read model was tampered with or a rebuild is underway.
-    pub lag_events: i64,
+    /// Streams in the event store without their row in this read model (expired builds excepted). Projections are
+    /// applied in the append's own transaction, so this is 0 unless a read model was edited behind the service's
+    /// back; `lathe replay` repairs it.
+    pub missing_streams: i64,
 }
 
 /// Audit queries, merged into the root query.
@@ -191,18 +192,21 @@ impl AuditQuery {
         })
     }
 
-    /// How far each projection is behind the event store.
+    /// Whether each projection holds every stream of the event store.
     async fn projection_status(
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<ProjectionStatus>> {
         let r = Resolver::new(ctx, Scope::AuditRead)?;
-        let lags = replay::lag(&r.state.pool, &Registry::standard())
+        let missing = replay::missing_streams(&r.state.pool, &Registry::standard())
             .await
             .map_err(ApiError::from)?;
-        Ok(lags
+        Ok(missing
             .into_iter()
-            .map(|(name, lag_events)| ProjectionStatus { name, lag_events })
+            .map(|(name, missing_streams)| ProjectionStatus {
+                name,
+                missing_streams,
+            })
             .collect())
     }
 }

@@ -1,29 +1,23 @@
 //! The event store seam: the one place that knows which event store backs each aggregate and which projections
 //! follow it. A second backend (SQLite) is a second repository and constructor here.
 
-mod repository;
+mod append;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore as _};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub use repository::LatheEventRepository;
+use crate::audit::{link, Chained};
+use crate::projector::{Registry, TypedEvents};
+use append::{AppendError, Appender, EventRow};
 
-use domain::api_key::ApiKey;
-use domain::build_queue::BuildQueue;
-use domain::organization::Organization;
-use domain::project::Project;
-use domain::release::Release;
-
-use crate::projector::Registry;
-
-/// The framework that handles one aggregate type's commands.
-pub type Framework<A> = CqrsFramework<A, PersistedEventStore<LatheEventRepository, A>>;
+pub(crate) use append::Projectable;
 
 /// Who caused a command, recorded in the metadata of every event it produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,21 +105,6 @@ pub enum CommandError<E: std::error::Error> {
     Store(String),
 }
 
-impl<E: std::error::Error> From<AggregateError<E>> for CommandError<E> {
-    fn from(error: AggregateError<E>) -> Self {
-        match error {
-            AggregateError::UserError(error) => Self::Domain(error),
-            AggregateError::AggregateConflict => Self::Conflict,
-            other => Self::Store(other.to_string()),
-        }
-    }
-}
-
-/// Gives the framework that handles one aggregate type.
-pub trait Handles<A: Aggregate> {
-    fn framework(&self) -> &Framework<A>;
-}
-
 /// Whether a command that lost an optimistic-concurrency race may be decided again against the new state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnConflict {
@@ -145,26 +124,18 @@ const LOCK_SHARDS: usize = 256;
 
 /// Every aggregate's command handler. Each append carries its read-model updates in the same transaction.
 pub struct EventStore {
-    organizations: Framework<Organization>,
-    projects: Framework<Project>,
-    releases: Framework<Release>,
-    builds: Framework<BuildQueue>,
-    api_keys: Framework<ApiKey>,
-    repository: LatheEventRepository,
+    pool: PgPool,
+    appender: Appender,
     turns: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl EventStore {
-    /// The PostgreSQL event store with the service's projections.
+    /// The PostgreSQL event store with the service's projections. Starts the append writers (group commit), so it
+    /// must be called inside a Tokio runtime.
     pub fn postgres(pool: PgPool) -> Self {
-        let repository = LatheEventRepository::new(pool, Arc::new(Registry::standard()));
         Self {
-            organizations: framework(&repository),
-            projects: framework(&repository),
-            releases: framework(&repository),
-            builds: framework(&repository),
-            api_keys: framework(&repository),
-            repository,
+            appender: Appender::start(pool.clone(), Arc::new(Registry::standard())),
+            pool,
             turns: (0..LOCK_SHARDS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -180,11 +151,11 @@ impl EventStore {
         context: &CommandContext,
     ) -> Result<(), CommandError<A::Error>>
     where
-        A: Aggregate,
+        A: Aggregate + 'static,
         A::Command: Clone,
-        Self: Handles<A>,
+        A::Services: Default,
     {
-        self.execute_with(id, command, context, OnConflict::Redecide)
+        self.execute_with::<A>(id, command, context, OnConflict::Redecide)
             .await
     }
 
@@ -197,9 +168,9 @@ impl EventStore {
         on_conflict: OnConflict,
     ) -> Result<(), CommandError<A::Error>>
     where
-        A: Aggregate,
+        A: Aggregate + 'static,
         A::Command: Clone,
-        Self: Handles<A>,
+        A::Services: Default,
     {
         let attempts = match on_conflict {
             OnConflict::Redecide => MAX_ATTEMPTS,
@@ -210,13 +181,19 @@ impl EventStore {
         // conflict then means another process, and is decided again after a short, jittered pause.
         let turn = &self.turns[shard(A::TYPE, id)];
         let mut attempt = 1;
+        let mut command = Some(command);
         loop {
+            // The last attempt takes the command itself; earlier ones a copy, kept for the next attempt.
+            let this = if attempt < attempts {
+                command.clone()
+            } else {
+                command.take()
+            }
+            .expect("the command is kept until the last attempt");
             let result = {
                 let _turn = turn.lock().await;
-                self.framework()
-                    .execute_with_metadata(&id.to_string(), command.clone(), metadata.clone())
+                self.decide_and_append::<A>(id, this, context, &metadata)
                     .await
-                    .map_err(CommandError::from)
             };
             match result {
                 Err(CommandError::Conflict) if attempt < attempts => {
@@ -229,17 +206,91 @@ impl EventStore {
         }
     }
 
+    async fn decide_and_append<A>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        context: &CommandContext,
+        metadata: &HashMap<String, String>,
+    ) -> Result<(), CommandError<A::Error>>
+    where
+        A: Aggregate + 'static,
+        A::Services: Default,
+    {
+        let aggregate_id = id.to_string();
+        let mut stream = stream::load::<A>(&self.pool, &aggregate_id).await?;
+        let sink = EventSink::default();
+        stream
+            .aggregate
+            .handle(command, &A::Services::default(), &sink)
+            .await
+            .map_err(CommandError::Domain)?;
+        let events = sink.collect().await;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let metadata_text = serde_json::to_string(metadata).map_err(store_error)?;
+        let mut previous = stream.last_hash;
+        let mut rows = Vec::with_capacity(events.len());
+        let mut envelopes = Vec::with_capacity(events.len());
+        for (offset, event) in events.into_iter().enumerate() {
+            let sequence = stream.last_sequence + 1 + offset as i64;
+            // The exact text stored is the text hashed: the `json` column keeps it byte for byte.
+            let payload = serde_json::to_string(&event).map_err(store_error)?;
+            let (event_type, event_version) = (
+                event.event_type().to_string(),
+                event.event_version().to_string(),
+            );
+            previous = link(
+                &previous,
+                &Chained {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: &aggregate_id,
+                    sequence,
+                    event_type: &event_type,
+                    event_version: &event_version,
+                    payload: &payload,
+                    metadata: &metadata_text,
+                },
+            );
+            rows.push(EventRow {
+                aggregate_type: A::TYPE,
+                aggregate_id: aggregate_id.clone(),
+                sequence,
+                event_type,
+                event_version,
+                payload,
+                metadata: metadata_text.clone(),
+                organization_id: context.organization_id,
+                hash: previous.clone(),
+            });
+            envelopes.push(EventEnvelope::<A> {
+                aggregate_id: aggregate_id.clone(),
+                sequence: sequence as usize,
+                payload: event,
+                metadata: metadata.clone(),
+            });
+        }
+        self.appender
+            .append(rows, Box::new(TypedEvents(envelopes)))
+            .await
+            .map_err(|error| match error {
+                AppendError::Conflict => CommandError::Conflict,
+                other => CommandError::Store(other.to_string()),
+            })
+    }
+
     /// The current state of one aggregate, folded from its stored events (e.g. to answer a duplicate delivery
     /// with what the first one did).
-    pub async fn load<A>(&self, id: Uuid) -> Result<A, CommandError<A::Error>>
-    where
-        A: Aggregate + Clone,
-    {
-        let store: PersistedEventStore<LatheEventRepository, A> =
-            PersistedEventStore::new_event_store(self.repository.clone());
-        let mut context = store.load_aggregate(&id.to_string()).await?;
-        Ok(context.aggregate().clone())
+    pub async fn load<A: Aggregate>(&self, id: Uuid) -> Result<A, CommandError<A::Error>> {
+        Ok(stream::load::<A>(&self.pool, &id.to_string())
+            .await?
+            .aggregate)
     }
+}
+
+fn store_error<E: std::error::Error>(error: serde_json::Error) -> CommandError<E> {
+    CommandError::Store(format!("encoding: {error}"))
 }
 
 fn shard(aggregate_type: &str, id: Uuid) -> usize {
@@ -248,31 +299,3 @@ fn shard(aggregate_type: &str, id: Uuid) -> usize {
     (aggregate_type, id).hash(&mut hasher);
     (hasher.finish() % LOCK_SHARDS as u64) as usize
 }
-
-fn framework<A: Aggregate>(repository: &LatheEventRepository) -> Framework<A>
-where
-    A::Services: Default,
-{
-    // No queries: the repository applies the projections inside the append's transaction.
-    CqrsFramework::new(
-        PersistedEventStore::new_event_store(repository.clone()),
-        Vec::new(),
-        A::Services::default(),
-    )
-}
-
-macro_rules! handles {
-    ($aggregate:ty, $field:ident) => {
-        impl Handles<$aggregate> for EventStore {
-            fn framework(&self) -> &Framework<$aggregate> {
-                &self.$field
-            }
-        }
-    };
-}
-
-handles!(Organization, organizations);
-handles!(Project, projects);
-handles!(Release, releases);
-handles!(BuildQueue, builds);
-handles!(ApiKey, api_keys);

@@ -1,0 +1,224 @@
+//! Appending events with group commit: commands decided at the same moment share one transaction.
+//!
+//! Each command hands its events (as stored text, with their hash-chain links) and its typed events (for the
+//! projections) to a small set of writer tasks. A writer takes every append waiting at that moment, up to
+//! [`MAX_BATCH`], and commits them together: one `INSERT` of all their event rows, then each one's projections, then
+//! one commit and one write-ahead-log flush for all. With many concurrent deliveries this replaces a transaction,
+//! a flush and a round trip per delivery by one per batch; a lone command still goes at once.
+//!
+//! A batch is all or nothing like a single append. When it fails (one command lost an optimistic-concurrency race,
+//! or one projection refused its events), it is rolled back and each of its appends is retried alone, so that
+//! every command gets its own answer and no command fails for another's reason.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use uuid::Uuid;
+
+use crate::projector::{ProjectionError, Registry};
+
+/// The most appends committed in one transaction.
+const MAX_BATCH: usize = 64;
+/// Writer tasks: while one commits, the next gathers the appends that arrived meanwhile.
+const WRITERS: usize = 3;
+
+/// One event row as the event table stores it.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRow {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: String,
+    pub metadata: String,
+    pub organization_id: Option<Uuid>,
+    pub hash: String,
+}
+
+/// A command's typed events, applied to the read models inside the append's transaction.
+#[async_trait]
+pub(crate) trait Projectable: Send + Sync {
+    async fn project(
+        &self,
+        conn: &mut PgConnection,
+        registry: &Registry,
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Why an append failed. Nothing of it was committed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum AppendError {
+    /// Another command stored an event at one of these sequences first.
+    #[error("the aggregate was changed concurrently")]
+    Conflict,
+    #[error("database: {0}")]
+    Database(String),
+    #[error("projection: {0}")]
+    Projection(String),
+}
+
+struct Append {
+    rows: Vec<EventRow>,
+    projectable: Box<dyn Projectable>,
+    done: oneshot::Sender<Result<(), AppendError>>,
+}
+
+/// The queue of appends and its writers.
+#[derive(Clone)]
+pub(crate) struct Appender {
+    queue: mpsc::UnboundedSender<Append>,
+}
+
+impl Appender {
+    /// Starts the writers on `pool`. They stop when the last `Appender` is dropped.
+    pub fn start(pool: PgPool, registry: Arc<Registry>) -> Self {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_loop(pool.clone(), registry.clone(), receiver.clone()));
+        }
+        Self { queue }
+    }
+
+    /// Appends `rows` and applies `projectable` in the same transaction; returns once committed (or not).
+    pub async fn append(
+        &self,
+        rows: Vec<EventRow>,
+        projectable: Box<dyn Projectable>,
+    ) -> Result<(), AppendError> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .send(Append {
+                rows,
+                projectable,
+                done,
+            })
+            .map_err(|_| AppendError::Database("the event store is shutting down".to_owned()))?;
+        answer.await.map_err(|_| {
+            AppendError::Database("the append was dropped before it completed".to_owned())
+        })?
+    }
+}
+
+async fn write_loop(
+    pool: PgPool,
+    registry: Arc<Registry>,
+    receiver: Arc<Mutex<mpsc::UnboundedReceiver<Append>>>,
+) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        let result = write(&pool, &registry, &batch).await;
+        match result {
+            Err(_) if batch.len() > 1 => {
+                for append in batch {
+                    let result = write(&pool, &registry, std::slice::from_ref(&append)).await;
+                    let _ = append.done.send(result);
+                }
+            }
+            result => {
+                for append in batch {
+                    let _ = append.done.send(result.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Commits the appends of `batch` in one transaction, or none of them.
+async fn write(pool: &PgPool, registry: &Registry, batch: &[Append]) -> Result<(), AppendError> {
+    let mut tx = pool.begin().await.map_err(database)?;
+    let rows = batch.iter().flat_map(|append| &append.rows);
+    let mut columns = Columns::default();
+    for row in rows {
+        columns.push(row);
+    }
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
+            organization_id, hash)
+         SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload::json, metadata::json,
+            organization_id, hash
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::uuid[], $9::text[])
+            AS e(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
+                organization_id, hash)",
+    )
+    .bind(&columns.aggregate_type)
+    .bind(&columns.aggregate_id)
+    .bind(&columns.sequence)
+    .bind(&columns.event_type)
+    .bind(&columns.event_version)
+    .bind(&columns.payload)
+    .bind(&columns.metadata)
+    .bind(&columns.organization_id)
+    .bind(&columns.hash)
+    .execute(&mut *tx)
+    .await
+    .map_err(database)?;
+    drop(columns);
+    for append in batch {
+        append
+            .projectable
+            .project(&mut tx, registry)
+            .await
+            .map_err(|error| match error {
+                ProjectionError::Database(error) => database(error),
+                other => AppendError::Projection(other.to_string()),
+            })?;
+    }
+    tx.commit().await.map_err(database)
+}
+
+fn database(error: sqlx::Error) -> AppendError {
+    match &error {
+        sqlx::Error::Database(db)
+            if db.code().as_deref() == Some("23505") && db.constraint() == Some("events_pkey") =>
+        {
+            AppendError::Conflict
+        }
+        _ => AppendError::Database(error.to_string()),
+    }
+}
+
+/// The rows of a batch, column by column, for one `UNNEST` insert. Borrows the rows' text.
+#[derive(Default)]
+struct Columns<'a> {
+    aggregate_type: Vec<&'a str>,
+    aggregate_id: Vec<&'a str>,
+    sequence: Vec<i64>,
+    event_type: Vec<&'a str>,
+    event_version: Vec<&'a str>,
+    payload: Vec<&'a str>,
+    metadata: Vec<&'a str>,
+    organization_id: Vec<Option<Uuid>>,
+    hash: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn push(&mut self, row: &'a EventRow) {
+        self.aggregate_type.push(row.aggregate_type);
+        self.aggregate_id.push(&row.aggregate_id);
+        self.sequence.push(row.sequence);
+        self.event_type.push(&row.event_type);
+        self.event_version.push(&row.event_version);
+        self.payload.push(&row.payload);
+        self.metadata.push(&row.metadata);
+        self.organization_id.push(row.organization_id);
+        self.hash.push(&row.hash);
+    }
+}
