@@ -3,7 +3,6 @@
 use chrono::Utc;
 use rand::distributions::{Alphanumeric, DistString};
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -11,6 +10,7 @@ use domain::api_key::{Scope, KEY_PREFIX_CHARS};
 use projections::{api_keys, Actor};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Every key starts with this.
 pub const KEY_PREFIX: &str = "pt_live_";
@@ -93,13 +93,24 @@ pub fn bearer_token(header: Option<&str>) -> Result<Option<&str>, ApiError> {
 
 /// Checks a key: known, unrevoked and unexpired. The hash comparison runs in constant time, so a caller learns
 /// nothing from timing about how much of a guess was right.
-pub async fn authenticate_key(pool: &PgPool, key: &str) -> Result<Principal, ApiError> {
+/// The rows of a prefix are read through the state's cache (see [`crate::cache`]): revocation shows within its time
+/// to live, expiry at once.
+pub async fn authenticate_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let invalid = || ApiError::Unauthenticated("the API key is not valid".to_owned());
     if !looks_like_key(key) {
         return Err(invalid());
     }
     let hash = hash_key(key);
-    let candidates = api_keys::with_prefix(pool, &key_prefix(key)).await?;
+    let prefix = key_prefix(key);
+    let candidates = state
+        .caches
+        .keys
+        .get_or_read(
+            &state.store,
+            prefix.clone(),
+            api_keys::with_prefix(&state.pool, &prefix),
+        )
+        .await?;
     let found = candidates
         .into_iter()
         .find(|row| bool::from(row.key_hash.as_bytes().ct_eq(hash.as_bytes())))

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod azure;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

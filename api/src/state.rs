@@ -2,8 +2,21 @@
 
 use std::sync::Arc;
 
-use projections::EventStore;
+use cqrs_es::Aggregate;
 use sqlx::PgPool;
+use uuid::Uuid;
+
+use domain::api_key::ApiKey;
+use domain::matching::ProjectCandidate;
+use domain::organization::Organization;
+use domain::project::Project;
+use domain::release::Release;
+use projections::api_keys::ApiKeyRow;
+use projections::organizations::OrganizationRow;
+use projections::releases::ReleaseRow;
+use projections::EventStore;
+
+use crate::cache::ReadCache;
 
 /// Shared by every request: the read-model pool, the event store and the request limits.
 #[derive(Clone)]
@@ -15,6 +28,31 @@ pub struct AppState {
     pub limits: Limits,
     pub usage: Arc<crate::usage::Usage>,
     pub azure: Arc<crate::azure::AzureRuntime>,
+    pub caches: Arc<Caches>,
+    pub leases: Arc<crate::rate_limit::Leases>,
+    pub delivery_log: crate::intake::DeliveryRecorder,
+}
+
+/// The intake path's read-model lookups, cached briefly (see [`crate::cache`]).
+pub struct Caches {
+    /// API-key rows by public prefix.
+    pub keys: ReadCache<String, Vec<ApiKeyRow>>,
+    pub organizations: ReadCache<Uuid, Option<OrganizationRow>>,
+    /// An organization's projects, as the matcher sees them.
+    pub projects: ReadCache<Uuid, Vec<ProjectCandidate>>,
+    /// A project's active releases, by organization and project.
+    pub active_releases: ReadCache<(Uuid, Uuid), Vec<ReleaseRow>>,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self {
+            keys: ReadCache::new(ApiKey::TYPE),
+            organizations: ReadCache::new(Organization::TYPE),
+            projects: ReadCache::new(Project::TYPE),
+            active_releases: ReadCache::new(Release::TYPE),
+        }
+    }
 }
 
 /// Sizes an operator may tune.
@@ -37,12 +75,15 @@ impl AppState {
         azure: crate::azure::AzureRuntime,
     ) -> Self {
         Self {
+            delivery_log: crate::intake::DeliveryRecorder::start(relaxed_pool.clone()),
             relaxed_pool,
             store: Arc::new(EventStore::postgres(pool.clone())),
             pool,
             limits,
             usage: Arc::default(),
             azure: Arc::new(azure),
+            caches: Arc::default(),
+            leases: Arc::default(),
         }
     }
 }

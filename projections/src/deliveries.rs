@@ -28,27 +28,30 @@ pub struct DeliveryRow {
     pub request_id: Option<String>,
 }
 
-/// Appends a delivery to the log.
-pub async fn record(pool: &PgPool, row: &DeliveryRow) -> Result<(), sqlx::Error> {
+/// Appends deliveries to the log, in one statement.
+pub async fn record(pool: &PgPool, rows: &[DeliveryRow]) -> Result<(), sqlx::Error> {
+    let column = |f: fn(&DeliveryRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+    let id = |f: fn(&DeliveryRow) -> Option<Uuid>| rows.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO deliveries (delivery_id, organization_id, received_at, source, event_type, outcome, http_status,
             message, build_id, queued_build_id, subscription_id, notification_id, event_id, request_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
+            $7::int[], $8::text[], $9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::text[], $14::text[])",
     )
-    .bind(row.delivery_id)
-    .bind(row.organization_id)
-    .bind(row.received_at)
-    .bind(&row.source)
-    .bind(&row.event_type)
-    .bind(&row.outcome)
-    .bind(row.http_status)
-    .bind(&row.message)
-    .bind(row.build_id)
-    .bind(row.queued_build_id)
-    .bind(&row.subscription_id)
-    .bind(&row.notification_id)
-    .bind(&row.event_id)
-    .bind(&row.request_id)
+    .bind(id(|r| Some(r.delivery_id)))
+    .bind(id(|r| r.organization_id))
+    .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+    .bind(column(|r| Some(&r.source)))
+    .bind(column(|r| r.event_type.as_deref()))
+    .bind(column(|r| Some(&r.outcome)))
+    .bind(rows.iter().map(|r| r.http_status).collect::<Vec<_>>())
+    .bind(column(|r| Some(&r.message)))
+    .bind(id(|r| r.build_id))
+    .bind(id(|r| r.queued_build_id))
+    .bind(column(|r| r.subscription_id.as_deref()))
+    .bind(column(|r| r.notification_id.as_deref()))
+    .bind(column(|r| r.event_id.as_deref()))
+    .bind(column(|r| r.request_id.as_deref()))
     .execute(pool)
     .await?;
     Ok(())

@@ -16,14 +16,24 @@ pub struct Decision {
     pub reset_after_secs: f64,
 }
 
-/// Takes one request from `bucket`, which allows `limit` per minute with bursts of up to `limit`.
+/// Takes `cost` requests at once from `bucket`, which allows `limit` per minute with bursts of up to `limit`
+/// (a process may take several to spend them without asking again; see the service's rate limiter).
 ///
 /// GCRA keeps a theoretical arrival time (TAT) per bucket: each request moves it `60 / limit` seconds later, and a
-/// request is refused when the TAT is more than the burst allowance ahead of now.
-pub async fn take(pool: &PgPool, bucket: &str, limit: u32) -> Result<Decision, sqlx::Error> {
+/// request is refused when the TAT is more than the burst allowance ahead of now; `cost` requests are allowed
+/// when the last of them would be.
+pub async fn take(
+    pool: &PgPool,
+    bucket: &str,
+    limit: u32,
+    cost: u32,
+) -> Result<Decision, sqlx::Error> {
     let limit = limit.max(1);
+    let cost = cost.clamp(1, limit);
     let interval = 60.0 / f64::from(limit);
     let allowance = interval * f64::from(limit - 1);
+    let advance = interval * f64::from(cost);
+    let threshold = allowance - interval * f64::from(cost - 1);
     // Both branches come back as `ahead`: how far the TAT is ahead of now after this request, in seconds
     // (negative means the request was refused and the TAT was left alone).
     let (allowed, ahead): (bool, f64) = sqlx::query_as(
@@ -42,8 +52,8 @@ pub async fn take(pool: &PgPool, bucket: &str, limit: u32) -> Result<Decision, s
          FROM public.rate_limits r WHERE r.bucket = $1 AND NOT EXISTS (SELECT 1 FROM taken)",
     )
     .bind(bucket)
-    .bind(interval)
-    .bind(allowance)
+    .bind(advance)
+    .bind(threshold)
     .fetch_one(pool)
     .await?;
     let capacity = allowance + interval;
@@ -58,7 +68,7 @@ pub async fn take(pool: &PgPool, bucket: &str, limit: u32) -> Result<Decision, s
         Decision {
             allowed,
             remaining: 0,
-            retry_after_secs: (ahead - allowance).max(0.0),
+            retry_after_secs: (ahead - threshold).max(0.0),
             reset_after_secs: ahead.max(0.0),
         }
     })

@@ -121,26 +121,39 @@ async fn build_and_swap(
         sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
             .fetch_one(&mut *writer)
             .await?;
+    // Reading and decoding the next batch overlaps with applying this one.
+    let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<StoredEvent>>(2);
     let mut reader = pool.acquire().await?;
-    let mut rows = sqlx::query(
-        "SELECT aggregate_type, aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata FROM events
-         WHERE aggregate_type = ANY($1) AND transaction_id < $2::text::xid8
-         ORDER BY transaction_id, position",
-    )
-    .bind(aggregate_types)
-    .bind(horizon)
-    .fetch(&mut *reader);
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut applied = 0;
-    while let Some(row) = rows.try_next().await? {
-        batch.push(stored(&row));
-        if batch.len() == BATCH {
-            applied += apply_batch(&mut writer, registry, selection, &batch).await?;
-            batch.clear();
+    let types: Vec<&'static str> = aggregate_types.to_vec();
+    let reading = tokio::spawn(async move {
+        let mut rows = sqlx::query(
+            "SELECT aggregate_type, aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata
+             FROM events WHERE aggregate_type = ANY($1) AND transaction_id < $2::text::xid8
+             ORDER BY transaction_id, position",
+        )
+        .bind(&types)
+        .bind(horizon)
+        .fetch(&mut *reader);
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(row) = rows.try_next().await? {
+            batch.push(stored(&row));
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if batches.send(full).await.is_err() {
+                    return Ok(());
+                }
+            }
         }
+        let _ = batches.send(batch).await;
+        Ok::<(), sqlx::Error>(())
+    });
+    let mut applied = 0;
+    while let Some(batch) = incoming.recv().await {
+        applied += apply_batch(&mut writer, registry, selection, &batch).await?;
     }
-    drop(rows);
-    applied += apply_batch(&mut writer, registry, selection, &batch).await?;
+    reading
+        .await
+        .map_err(|error| sqlx::Error::Protocol(format!("the event reader stopped: {error}")))??;
     create_secondary_indexes(&mut writer, tables).await?;
 
     // Pause appends, apply what committed meanwhile, and swap the tables in, atomically.

@@ -165,7 +165,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
         .get(axum::http::header::AUTHORIZATION)
         .map(|value| value.to_str().unwrap_or_default());
     match bearer_token(header)? {
-        Some(key) => authenticate_key(&state.pool, key).await,
+        Some(key) => authenticate_key(state, key).await,
         None => Err(ApiError::Unauthenticated(
             "send an API key as `Authorization: Bearer <key>`".to_owned(),
         )),

@@ -34,7 +34,7 @@ pub async fn authenticate_intake(
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().unwrap_or_default().trim();
         let key = key_from_authorization(value)?;
-        let principal = authenticate_key(&state.pool, &key).await?;
+        let principal = authenticate_key(state, &key).await?;
         principal.require(Scope::BuildsCreate).map_err(|_| {
             ApiError::Forbidden("this API key lacks the scope builds:create".to_owned())
         })?;
@@ -57,7 +57,15 @@ pub async fn authenticate_intake(
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(refused)?;
-        let organization = organizations::find(&state.pool, organization_id).await?;
+        let organization = state
+            .caches
+            .organizations
+            .get_or_read(
+                &state.store,
+                organization_id,
+                organizations::find(&state.pool, organization_id),
+            )
+            .await?;
         return match organization {
             Some(org) if org.org_id_auth_enabled => Ok(Caller {
                 organization_id,

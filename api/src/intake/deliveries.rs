@@ -4,6 +4,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use projections::deliveries::{self, DeliveryRow};
@@ -119,8 +121,54 @@ impl DeliveryLog {
             event_id: self.meta.event_id,
             request_id: self.request_id,
         };
-        if let Err(error) = deliveries::record(&state.relaxed_pool, &row).await {
-            tracing::error!(delivery.id = %row.delivery_id, error = %error, "cannot record the delivery");
+        state.delivery_log.record(row).await;
+    }
+}
+
+/// Rows written to the delivery log at most in one statement.
+const MAX_ROWS: usize = 256;
+
+/// Writes delivery-log rows with group commit: the rows of deliveries answered at the same moment go in one
+/// statement. A caller waits for its row to be written, so the log is complete when the response leaves.
+#[derive(Clone)]
+pub struct DeliveryRecorder {
+    queue: mpsc::UnboundedSender<(DeliveryRow, oneshot::Sender<()>)>,
+}
+
+impl DeliveryRecorder {
+    /// Starts the writer on `pool`; it stops when the last recorder is dropped.
+    pub fn start(pool: PgPool) -> Self {
+        let (queue, mut incoming) = mpsc::unbounded_channel::<(DeliveryRow, oneshot::Sender<()>)>();
+        tokio::spawn(async move {
+            while let Some(first) = incoming.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_ROWS {
+                    match incoming.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let (rows, waiting): (Vec<DeliveryRow>, Vec<oneshot::Sender<()>>) =
+                    batch.into_iter().unzip();
+                if let Err(error) = deliveries::record(&pool, &rows).await {
+                    for row in &rows {
+                        tracing::error!(delivery.id = %row.delivery_id, error = %error, "cannot record the delivery");
+                    }
+                }
+                for done in waiting {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Writes `row`. A failure to write is logged and does not change the answer: the build itself is already
+    /// safe in the event store.
+    pub async fn record(&self, row: DeliveryRow) {
+        let (done, written) = oneshot::channel();
+        if self.queue.send((row, done)).is_ok() {
+            let _ = written.await;
         }
     }
 }

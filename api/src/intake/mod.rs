@@ -25,6 +25,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use caller::{authenticate_intake, Caller};
+pub use deliveries::DeliveryRecorder;
 
 /// A build as an endpoint understood it, before matching and routing.
 #[derive(Debug, Clone)]
@@ -246,7 +247,15 @@ async fn route(
     organization_id: Uuid,
     submission: &BuildSubmission,
 ) -> Result<Routing, ApiError> {
-    let candidates = projects::candidates(&state.pool, organization_id).await?;
+    let candidates = state
+        .caches
+        .projects
+        .get_or_read(
+            &state.store,
+            organization_id,
+            projects::candidates(&state.pool, organization_id),
+        )
+        .await?;
     let (project_id, by) = match match_project(&candidates, &submission.signals) {
         ProjectMatch::Matched { project_id, by } => {
             let filters = candidates
@@ -287,7 +296,15 @@ async fn route(
             ));
         }
     };
-    let mut active = releases::active_for_project(&state.pool, organization_id, project_id).await?;
+    let mut active = state
+        .caches
+        .active_releases
+        .get_or_read(
+            &state.store,
+            (organization_id, project_id),
+            releases::active_for_project(&state.pool, organization_id, project_id),
+        )
+        .await?;
     if let Some(wanted) = submission.release.as_deref().map(str::trim) {
         active.retain(|release| {
             release.release_id.to_string() == wanted || release.name.eq_ignore_ascii_case(wanted)

@@ -5,6 +5,7 @@ mod append;
 mod stream;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +13,12 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use domain::api_key::ApiKey;
+use domain::build_queue::BuildQueue;
+use domain::organization::Organization;
+use domain::project::Project;
+use domain::release::Release;
 
 use crate::audit::{link, Chained};
 use crate::projector::{Registry, TypedEvents};
@@ -127,6 +134,8 @@ pub struct EventStore {
     pool: PgPool,
     appender: Appender,
     turns: Vec<tokio::sync::Mutex<()>>,
+    /// Per aggregate type, how many of its commands have committed in this process (see [`Self::generation`]).
+    generations: HashMap<&'static str, AtomicU64>,
 }
 
 impl EventStore {
@@ -139,7 +148,25 @@ impl EventStore {
             turns: (0..LOCK_SHARDS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            generations: [
+                Organization::TYPE,
+                Project::TYPE,
+                Release::TYPE,
+                BuildQueue::TYPE,
+                ApiKey::TYPE,
+            ]
+            .into_iter()
+            .map(|aggregate_type| (aggregate_type, AtomicU64::new(0)))
+            .collect(),
         }
+    }
+
+    /// Changes whenever a command on `aggregate_type` commits in this process: a cache of read models that
+    /// remembers the generation it read at can tell, without a query, that this process has changed them since.
+    pub fn generation(&self, aggregate_type: &str) -> u64 {
+        self.generations
+            .get(aggregate_type)
+            .map_or(0, |generation| generation.load(Ordering::Acquire))
     }
 
     /// Runs `command` against the aggregate `id`, recording `context` with each event it produces. A command that
@@ -277,7 +304,11 @@ impl EventStore {
             .map_err(|error| match error {
                 AppendError::Conflict => CommandError::Conflict,
                 other => CommandError::Store(other.to_string()),
-            })
+            })?;
+        if let Some(generation) = self.generations.get(A::TYPE) {
+            generation.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
     }
 
     /// The current state of one aggregate, folded from its stored events (e.g. to answer a duplicate delivery
