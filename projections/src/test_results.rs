@@ -21,7 +21,8 @@ pub(crate) async fn insert(
             .fetch_one(&mut *conn)
             .await?;
     let ordinals: Vec<i64> = (1..=results.len() as i64).map(|n| already + n).collect();
-    let column = |f: fn(&TestResult) -> Option<String>| results.iter().map(f).collect::<Vec<_>>();
+    // Columns borrow the results' text: an upload may hold 100,000 of them.
+    let column = |f: fn(&TestResult) -> Option<&str>| results.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO test_results (test_result_id, build_id, organization_id, ordinal, title, status, duration_ms,
             error_message, priority, steps, tester_notes, environment, recorded_at)
@@ -36,14 +37,14 @@ pub(crate) async fn insert(
     .bind(organization_id)
     .bind(recorded_at)
     .bind(ordinals)
-    .bind(results.iter().map(|r| r.title.clone()).collect::<Vec<_>>())
+    .bind(results.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
     .bind(results.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
     .bind(results.iter().map(|r| r.duration_ms.map(|d| d as i64)).collect::<Vec<_>>())
-    .bind(column(|r| r.error_message.clone()))
+    .bind(column(|r| r.error_message.as_deref()))
     .bind(results.iter().map(|r| r.priority).collect::<Vec<_>>())
-    .bind(column(|r| r.steps.clone()))
-    .bind(column(|r| r.tester_notes.clone()))
-    .bind(column(|r| r.environment.clone()))
+    .bind(column(|r| r.steps.as_deref()))
+    .bind(column(|r| r.tester_notes.as_deref()))
+    .bind(column(|r| r.environment.as_deref()))
     .execute(conn)
     .await?;
     Ok(())

@@ -8,6 +8,7 @@ mod azure;
 mod caller;
 mod deliveries;
 pub mod ingest;
+mod ingest_body;
 pub mod webhook;
 
 use serde::{Deserialize, Serialize};

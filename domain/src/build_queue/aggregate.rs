@@ -211,9 +211,13 @@ impl BuildQueue {
         if self.upload_ids.contains(&upload.upload_id) {
             return Err(BuildQueueError::UploadAlreadyRecorded);
         }
-        for (index, result) in upload.results.iter_mut().enumerate() {
-            result.title = validate_test_title(&result.title)
+        for index in 0..upload.results.len() {
+            let title = validate_test_title(&upload.results[index].title)
                 .map_err(|error| BuildQueueError::InvalidTestTitle { index, error })?;
+            if title != upload.results[index].title {
+                // Copies the results only when a title changes and another holder shares them.
+                std::sync::Arc::make_mut(&mut upload.results)[index].title = title;
+            }
         }
         Ok(BuildQueueEvent::TestResultsRecorded {
             upload_id: upload.upload_id,

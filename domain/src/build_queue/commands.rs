@@ -1,5 +1,7 @@
 //! Commands a build-queue entry accepts, and the values they carry.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -137,7 +139,8 @@ pub struct TestResult {
 pub struct TestResultsUpload {
     /// Identifies the call, so that a retried call is recognised and stored once.
     pub upload_id: Uuid,
-    pub results: Vec<TestResult>,
+    /// Shared, not copied, between the command, its event and the read models: an upload may hold 100,000 results.
+    pub results: Arc<Vec<TestResult>>,
 }
 
 impl TestResultsUpload {
@@ -147,7 +150,7 @@ impl TestResultsUpload {
             total: self.results.len() as u64,
             ..TestSummary::default()
         };
-        for result in &self.results {
+        for result in self.results.iter() {
             match result.status {
                 TestStatus::Passed => summary.passed += 1,
                 TestStatus::Failed => summary.failed += 1,

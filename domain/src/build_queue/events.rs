@@ -1,5 +1,7 @@
 //! Events of a build's life. Persisted forever: never rename or reshape one, add an upcaster.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -56,7 +58,7 @@ pub enum BuildQueueEvent {
     /// One upload's results, with their counts so that projections need not recount.
     TestResultsRecorded {
         upload_id: Uuid,
-        results: Vec<TestResult>,
+        results: Arc<Vec<TestResult>>,
         summary: TestSummary,
         recorded_at: DateTime<Utc>,
     },

@@ -362,13 +362,14 @@ fn upload(id: u128, statuses: &[TestStatus]) -> TestResultsUpload {
                 tester_notes: None,
                 environment: None,
             })
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
     }
 }
 
 fn recorded(id: u128, statuses: &[TestStatus]) -> BuildQueueEvent {
     let mut upload = upload(id, statuses);
-    for result in &mut upload.results {
+    for result in std::sync::Arc::make_mut(&mut upload.results) {
         result.title = result.title.trim().to_owned();
     }
     BuildQueueEvent::TestResultsRecorded {
@@ -450,7 +451,7 @@ fn results_need_a_received_build_and_titled_tests() {
         })
         .then_expect_error(BuildQueueError::NotFound);
     let mut untitled = upload(9, &[TestStatus::Passed, TestStatus::Passed]);
-    untitled.results[1].title = "  ".to_owned();
+    std::sync::Arc::make_mut(&mut untitled.results)[1].title = "  ".to_owned();
     BuildQueueTest::with(())
         .given(queued(None, QueueReason::NoProjectMatched))
         .when(BuildQueueCommand::RecordTestResults {

@@ -1,0 +1,547 @@
+//! The ingest body: parsed and validated in one pass, naming every wrong field. Its `test_results` are turned
+//! into typed results one at a time while the body is read, so a 100,000-result body never exists as a JSON tree
+//! (which took several times the body's size).
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use domain::build_queue::{
+    BuildDetails, BuildSource, PullRequestRef, TestResult, TestResultsUpload, TestStatus,
+};
+use domain::matching::BuildSignals;
+use domain::urls::collection_key;
+
+use super::BuildSubmission;
+use crate::error::{ApiError, FieldError};
+
+/// Most field errors listed in one 422 answer.
+const MAX_FIELD_ERRORS: usize = 100;
+
+/// Collects every problem of a body instead of stopping at the first, so that one answer names them all.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// An optional string field.
+    fn text(&mut self, object: &Map<String, Value>, field: &str, path: &str) -> Option<String> {
+        match object.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
+            Some(_) => {
+                self.add(path, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// An optional field that may be a string or an integer (ids that pipelines print either way).
+    fn id(&mut self, object: &Map<String, Value>, field: &str) -> Option<String> {
+        match object.get(field) {
+            Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            None | Some(Value::Null) => None,
+            Some(_) => {
+                self.add(
+                    field,
+                    "must be a non-empty string or a non-negative integer",
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Parses and validates an ingest body and turns it into a submission, or names every wrong field.
+pub(super) fn parse_body(
+    body: &[u8],
+    organization_id: Uuid,
+    idempotency_key: Option<&str>,
+) -> Result<BuildSubmission, ApiError> {
+    // Some Windows-side senders prepend a UTF-8 byte-order mark.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    // The results' problems are found while reading; they are listed after the build's own fields.
+    let mut result_problems = Problems::default();
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let parsed = BodySeed {
+        problems: &mut result_problems,
+    }
+    .deserialize(&mut reader)
+    .and_then(|parsed| reader.end().map(|()| parsed))
+    .map_err(|error| ApiError::BadUserInput(format!("the body is not valid JSON: {error}")))?;
+    let Parsed::Object {
+        fields: object,
+        results,
+    } = parsed
+    else {
+        return Err(ApiError::InvalidFields(vec![FieldError::new(
+            "$",
+            "the body must be a JSON object",
+        )]));
+    };
+    let object = &object;
+    let mut problems = Problems::default();
+    let build_name = problems.text(object, "build_name", "build_name");
+    if build_name.is_none() && !matches!(object.get("build_name"), Some(v) if !v.is_string()) {
+        problems.add("build_name", "is required");
+    }
+    let branch = problems.text(object, "branch", "branch");
+    let commit_sha = problems.text(object, "commit_sha", "commit_sha");
+    let project = problems.text(object, "project", "project");
+    let repository_url = problems.text(object, "repository_url", "repository_url");
+    let release = problems.text(object, "release", "release");
+    let build_url = problems.text(object, "build_url", "build_url");
+    let azure_collection_url =
+        problems.text(object, "azure_collection_url", "azure_collection_url");
+    let azure_build_id = problems.id(object, "azure_build_id");
+    let pull_request = problems
+        .id(object, "pull_request_number")
+        .and_then(|n| match n.parse() {
+            Ok(number) => Some(number),
+            Err(_) => {
+                problems.add("pull_request_number", "must be a positive integer");
+                None
+            }
+        });
+    let results = match results {
+        Results::List(results) => results,
+        Results::Missing => {
+            problems.add("test_results", "is required (an empty list is fine)");
+            Vec::new()
+        }
+        Results::NotAList => {
+            problems.add("test_results", "must be a list");
+            Vec::new()
+        }
+    };
+    problems.0.extend(result_problems.0);
+    let (source, source_key) = identity(
+        &mut problems,
+        azure_build_id,
+        azure_collection_url.as_deref(),
+        build_url.as_deref(),
+        idempotency_key,
+    );
+    if !problems.0.is_empty() {
+        let mut fields = problems.0;
+        if fields.len() > MAX_FIELD_ERRORS {
+            let more = fields.len() - MAX_FIELD_ERRORS;
+            fields.truncate(MAX_FIELD_ERRORS);
+            fields.push(FieldError::new("$", format!("and {more} more problems")));
+        }
+        return Err(ApiError::InvalidFields(fields));
+    }
+    // A retried call with the same Idempotency-Key carries the same upload id, so its results are stored once.
+    let upload_id = match idempotency_key {
+        Some(key) => Uuid::new_v5(&organization_id, format!("ingest-upload\n{key}").as_bytes()),
+        None => Uuid::new_v4(),
+    };
+    Ok(BuildSubmission {
+        source,
+        source_key,
+        details: BuildDetails {
+            name: build_name.unwrap_or_default(),
+            branch,
+            commit_sha,
+            pull_request: pull_request.map(|number| PullRequestRef {
+                number,
+                repository_id: None,
+            }),
+            url: build_url,
+            result: None,
+        },
+        signals: BuildSignals {
+            repository_urls: repository_url.into_iter().collect(),
+            requested_project: project,
+            ..BuildSignals::default()
+        },
+        release,
+        results: Some(TestResultsUpload {
+            upload_id,
+            results: results.into(),
+        }),
+        filter_branch: None,
+    })
+}
+
+/// The build's identity: the Azure DevOps build it reports on, when named, so that it meets the webhook's
+/// delivery of the same build whichever comes first; else the Idempotency-Key; else a new build.
+fn identity(
+    problems: &mut Problems,
+    azure_build_id: Option<String>,
+    azure_collection_url: Option<&str>,
+    build_url: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> (BuildSource, String) {
+    let from_url = build_url.and_then(|url| {
+        let parsed = url::Url::parse(url).ok()?;
+        let id = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "buildId")
+            .map(|(_, v)| v.into_owned())?;
+        Some((collection_key(url)?, id))
+    });
+    if build_url.is_some() && from_url.is_none() && azure_build_id.is_none() {
+        problems.add(
+            "build_url",
+            "must be an Azure DevOps build results URL with `?buildId=`",
+        );
+    }
+    let collection = azure_collection_url
+        .and_then(collection_key)
+        .or_else(|| from_url.as_ref().map(|(c, _)| c.clone()));
+    if azure_collection_url.is_some() && azure_collection_url.and_then(collection_key).is_none() {
+        problems.add(
+            "azure_collection_url",
+            "must be an http(s) URL such as https://dev.azure.com/fabrikam/",
+        );
+    }
+    match (
+        azure_build_id.or_else(|| from_url.map(|(_, id)| id)),
+        collection,
+    ) {
+        (Some(id), Some(collection)) => (BuildSource::AzureDevOps, format!("{collection}/{id}")),
+        (Some(_), None) => {
+            problems.add(
+                "azure_collection_url",
+                "is required with azure_build_id: pass $(System.CollectionUri)",
+            );
+            (BuildSource::Ingest, String::new())
+        }
+        (None, _) => match idempotency_key {
+            Some(key) => (BuildSource::Ingest, format!("idempotency/{key}")),
+            None => (BuildSource::Ingest, format!("call/{}", Uuid::new_v4())),
+        },
+    }
+}
+
+fn test_result(problems: &mut Problems, index: usize, item: &Value) -> Option<TestResult> {
+    let path = |field: &str| format!("test_results[{index}].{field}");
+    let Some(object) = item.as_object() else {
+        problems.add(format!("test_results[{index}]"), "must be an object");
+        return None;
+    };
+    let before = problems.0.len();
+    let title = problems.text(object, "title", &path("title"));
+    if title.is_none() && !matches!(object.get("title"), Some(v) if !v.is_string()) {
+        problems.add(path("title"), "is required");
+    }
+    let status = match object.get("status") {
+        Some(Value::String(s)) => TestStatus::parse(&s.trim().to_ascii_lowercase()).or_else(|| {
+            problems.add(path("status"), "must be passed, failed or skipped");
+            None
+        }),
+        None | Some(Value::Null) => {
+            problems.add(path("status"), "is required: passed, failed or skipped");
+            None
+        }
+        Some(_) => {
+            problems.add(path("status"), "must be passed, failed or skipped");
+            None
+        }
+    };
+    let duration_ms = match object.get("duration_ms") {
+        None | Some(Value::Null) => None,
+        Some(value) => value
+            .as_u64()
+            .or_else(|| {
+                // Many reporters emit fractional milliseconds.
+                value
+                    .as_f64()
+                    .filter(|v| *v >= 0.0)
+                    .map(|v| v.round() as u64)
+            })
+            .or_else(|| {
+                problems.add(path("duration_ms"), "must be a non-negative number");
+                None
+            }),
+    };
+    let priority = match object.get("priority") {
+        None | Some(Value::Null) => None,
+        Some(value) => value
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .or_else(|| {
+                problems.add(path("priority"), "must be an integer");
+                None
+            }),
+    };
+    // Steps may come as one text or a list of lines.
+    let steps = match object.get("steps") {
+        Some(Value::Array(lines)) if lines.iter().all(Value::is_string) => Some(
+            lines
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        _ => problems.text(object, "steps", &path("steps")),
+    };
+    let error_message = problems.text(object, "error_message", &path("error_message"));
+    let tester_notes = problems.text(object, "tester_notes", &path("tester_notes"));
+    let environment = problems.text(object, "environment", &path("environment"));
+    if problems.0.len() > before {
+        return None;
+    }
+    Some(TestResult {
+        test_result_id: Uuid::new_v4(),
+        title: title?,
+        status: status?,
+        duration_ms,
+        error_message,
+        priority,
+        steps,
+        tester_notes,
+        environment,
+    })
+}
+
+/// A body as read: its fields other than `test_results` as JSON, and its results already typed.
+enum Parsed {
+    Object {
+        fields: Map<String, Value>,
+        results: Results,
+    },
+    NotAnObject,
+}
+
+/// What the body's `test_results` held.
+enum Results {
+    Missing,
+    NotAList,
+    List(Vec<TestResult>),
+}
+
+/// Reads the body, validating each test result as soon as it is read (its problems go to `problems`).
+struct BodySeed<'p> {
+    problems: &'p mut Problems,
+}
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = Parsed;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<Parsed, D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = Parsed;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Parsed, M::Error> {
+        let mut fields = Map::new();
+        let mut results = Results::Missing;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "test_results" {
+                results = map.next_value_seed(ResultsSeed {
+                    problems: &mut *self.problems,
+                })?;
+            } else {
+                fields.insert(key, map.next_value()?);
+            }
+        }
+        Ok(Parsed::Object { fields, results })
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Parsed, S::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Parsed::NotAnObject)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Parsed, E> {
+        Ok(Parsed::NotAnObject)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Parsed, E> {
+        Ok(Parsed::NotAnObject)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Parsed, E> {
+        Ok(Parsed::NotAnObject)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Parsed, E> {
+        Ok(Parsed::NotAnObject)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Parsed, E> {
+        Ok(Parsed::NotAnObject)
+    }
+
+    fn visit_unit<E>(self) -> Result<Parsed, E> {
+        Ok(Parsed::NotAnObject)
+    }
+}
+
+/// Reads `test_results`: each item is read as JSON on its own, validated and turned into a typed result.
+struct ResultsSeed<'p> {
+    problems: &'p mut Problems,
+}
+
+impl<'de> DeserializeSeed<'de> for ResultsSeed<'_> {
+    type Value = Results;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<Results, D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResultsSeed<'_> {
+    type Value = Results;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a list of test results")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Results, S::Error> {
+        let mut results = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let mut index = 0;
+        while let Some(item) = seq.next_element::<Value>()? {
+            results.extend(test_result(self.problems, index, &item));
+            index += 1;
+        }
+        Ok(Results::List(results))
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Results, M::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Results::NotAList)
+    }
+
+    fn visit_unit<E>(self) -> Result<Results, E> {
+        Ok(Results::Missing)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Results, E> {
+        Ok(Results::NotAList)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Results, E> {
+        Ok(Results::NotAList)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Results, E> {
+        Ok(Results::NotAList)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Results, E> {
+        Ok(Results::NotAList)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Results, E> {
+        Ok(Results::NotAList)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(error: ApiError) -> Vec<String> {
+        match error {
+            ApiError::InvalidFields(fields) => fields.into_iter().map(|f| f.field).collect(),
+            other => panic!("expected field errors, got {other}"),
+        }
+    }
+
+    #[test]
+    fn the_shape_of_the_body_and_its_results_list_is_checked() {
+        let parse = |body: &str| parse_body(body.as_bytes(), Uuid::nil(), None);
+        assert_eq!(fields(parse("[1, 2]").unwrap_err()), ["$"]);
+        assert_eq!(fields(parse("\"text\"").unwrap_err()), ["$"]);
+        for results in [r#"{"a": 1}"#, "3", "\"x\"", "true"] {
+            let body = format!(r#"{{"build_name": "b", "test_results": {results}}}"#);
+            assert_eq!(
+                fields(parse(&body).unwrap_err()),
+                ["test_results"],
+                "{body}"
+            );
+        }
+        assert_eq!(
+            fields(parse(r#"{"build_name": "b", "test_results": null}"#).unwrap_err()),
+            ["test_results"]
+        );
+        for broken in [
+            r#"{"build_name": "b", "test_results": [] } x"#,
+            r#"{"test_results": [{"#,
+            "",
+        ] {
+            assert!(
+                matches!(parse(broken), Err(ApiError::BadUserInput(_))),
+                "{broken}"
+            );
+        }
+        let bom = "\u{feff}{\"build_name\": \"b\", \"test_results\": [{\"title\": \"t\", \"status\": \"passed\"}]}";
+        let upload = parse(bom).unwrap().results.unwrap();
+        assert_eq!(upload.results.len(), 1);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let body = json!({ "branch": 3, "test_results": [
+            { "title": "ok", "status": "passed" },
+            { "status": "exploded", "duration_ms": -1 },
+            "nope"
+        ] });
+        let error = parse_body(&serde_json::to_vec(&body).unwrap(), Uuid::nil(), None).unwrap_err();
+        assert_eq!(
+            fields(error),
+            [
+                "build_name",
+                "branch",
+                "test_results[1].title",
+                "test_results[1].status",
+                "test_results[1].duration_ms",
+                "test_results[2]"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_pipeline_example_body_is_accepted() {
+        let body = json!({ "build_name": "Build 20241202.1", "branch": "main", "commit_sha": "6e12f61",
+            "test_results": [{ "title": "login works", "status": "FAILED", "duration_ms": 12.4,
+                "error_message": "timeout", "priority": 1, "steps": ["open", "log in"],
+                "tester_notes": "flaky?", "environment": "staging", "unknown": true }],
+            "something_new": {} });
+        let submission =
+            parse_body(&serde_json::to_vec(&body).unwrap(), Uuid::nil(), None).unwrap();
+        let upload = submission.results.unwrap();
+        assert_eq!(upload.results[0].status, TestStatus::Failed);
+        assert_eq!(upload.results[0].duration_ms, Some(12));
+        assert_eq!(upload.results[0].steps.as_deref(), Some("open\nlog in"));
+        assert_eq!(submission.source, BuildSource::Ingest);
+    }
+
+    #[test]
+    fn an_azure_build_is_identified_as_the_webhook_identifies_it() {
+        let by_id = json!({ "build_name": "b", "test_results": [], "azure_build_id": 2727068,
+            "azure_collection_url": "https://dev.azure.com/FabrikamFiber/" });
+        let by_url = json!({ "build_name": "b", "test_results": [],
+            "build_url": "https://fabrikamfiber.visualstudio.com/Chat/_build/results?buildId=2727068" });
+        for body in [by_id, by_url] {
+            let submission =
+                parse_body(&serde_json::to_vec(&body).unwrap(), Uuid::nil(), None).unwrap();
+            assert_eq!(submission.source, BuildSource::AzureDevOps);
+            assert_eq!(submission.source_key, "dev.azure.com/fabrikamfiber/2727068");
+        }
+        let missing = json!({ "build_name": "b", "test_results": [], "azure_build_id": "5" });
+        assert_eq!(
+            fields(
+                parse_body(&serde_json::to_vec(&missing).unwrap(), Uuid::nil(), None).unwrap_err()
+            ),
+            ["azure_collection_url"]
+        );
+    }
+}
