@@ -36,13 +36,13 @@ impl Projector<BuildQueue> for BuildsProjector {
     async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        events: &[EventEnvelope<BuildQueue>],
+        events: &[&EventEnvelope<BuildQueue>],
     ) -> Result<(), sqlx::Error> {
         let mut received = Vec::new();
         let mut routed = Vec::new();
         let mut rest = Vec::new();
         let mut received_ids = std::collections::HashSet::new();
-        for event in events {
+        for &event in events {
             match (&event.payload, event.sequence) {
                 (BuildQueueEvent::BuildReceived { .. }, 1) => {
                     received_ids.insert(event.aggregate_id.as_str());

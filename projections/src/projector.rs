@@ -37,13 +37,14 @@ pub trait Projector<A: Aggregate>: Send + Sync {
         event: &EventEnvelope<A>,
     ) -> Result<(), sqlx::Error>;
 
-    /// Applies a batch of events, in order per aggregate, to fresh read models (a rebuild). The default applies them
-    /// one by one; a projector may group them into set-based statements as long as each aggregate's events keep
-    /// their order.
+    /// Applies a batch of events: whole commands, in order per aggregate, of different aggregates (the commands
+    /// committed together by the event store's group commit, or a rebuild's batch). The default applies them one by
+    /// one; a projector may group them into set-based statements as long as each aggregate's events keep their
+    /// order.
     async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        events: &[EventEnvelope<A>],
+        events: &[&EventEnvelope<A>],
     ) -> Result<(), sqlx::Error> {
         for event in events {
             self.apply(conn, event).await?;
@@ -166,6 +167,7 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
                 })
             })
             .collect::<Result<Vec<_>, ProjectionError>>()?;
+        let envelopes: Vec<&EventEnvelope<A>> = envelopes.iter().collect();
         for projector in &self.projectors {
             if selection.includes(projector.projection()) && !projector.has_side_effects() {
                 projector.apply_batch(conn, &envelopes).await?;
@@ -266,12 +268,12 @@ impl Registry {
         Ok(())
     }
 
-    /// Applies one command's new events to every projection of their type, side effects included (the live path,
-    /// inside the append's transaction).
+    /// Applies the new events of commands committed together to every projection of their type, side effects
+    /// included (the live path, inside the append's transaction).
     pub(crate) async fn apply_live<A: Aggregate + 'static>(
         &self,
         conn: &mut PgConnection,
-        events: &[EventEnvelope<A>],
+        events: &[&EventEnvelope<A>],
     ) -> Result<(), ProjectionError> {
         let Some(typed) = self
             .by_type
@@ -280,10 +282,8 @@ impl Registry {
         else {
             return Ok(());
         };
-        for event in events {
-            for projector in &typed.projectors {
-                projector.apply(conn, event).await?;
-            }
+        for projector in &typed.projectors {
+            projector.apply_batch(conn, events).await?;
         }
         Ok(())
     }
@@ -294,12 +294,26 @@ pub(crate) struct TypedEvents<A: Aggregate>(pub Vec<EventEnvelope<A>>);
 
 #[async_trait]
 impl<A: Aggregate + 'static> Projectable for TypedEvents<A> {
-    async fn project(
+    fn aggregate_type(&self) -> &'static str {
+        A::TYPE
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    async fn project_run(
         &self,
+        run: &[&dyn Projectable],
         conn: &mut PgConnection,
         registry: &Registry,
     ) -> Result<(), ProjectionError> {
-        registry.apply_live(conn, &self.0).await
+        let events: Vec<&EventEnvelope<A>> = run
+            .iter()
+            .filter_map(|item| item.as_any().downcast_ref::<Self>())
+            .flat_map(|typed| typed.0.iter())
+            .collect();
+        registry.apply_live(conn, &events).await
     }
 }
 

@@ -41,8 +41,13 @@ pub(crate) struct EventRow {
 /// A command's typed events, applied to the read models inside the append's transaction.
 #[async_trait]
 pub(crate) trait Projectable: Send + Sync {
-    async fn project(
+    fn aggregate_type(&self) -> &'static str;
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// Applies the events of `run`, commands of this one's aggregate type (itself included) committed together, so
+    /// that projectors can write them set-based.
+    async fn project_run(
         &self,
+        run: &[&dyn Projectable],
         conn: &mut PgConnection,
         registry: &Registry,
     ) -> Result<(), ProjectionError>;
@@ -171,10 +176,11 @@ async fn write(pool: &PgPool, registry: &Registry, batch: &[Append]) -> Result<(
     .await
     .map_err(database)?;
     drop(columns);
-    for append in batch {
-        append
-            .projectable
-            .project(&mut tx, registry)
+    // Runs of one aggregate type keep their order, so that effects across types (a release before its builds) hold.
+    let items: Vec<&dyn Projectable> = batch.iter().map(|a| a.projectable.as_ref()).collect();
+    for run in items.chunk_by(|a, b| a.aggregate_type() == b.aggregate_type()) {
+        run[0]
+            .project_run(run, &mut tx, registry)
             .await
             .map_err(|error| match error {
                 ProjectionError::Database(error) => database(error),
