@@ -39,39 +39,31 @@ impl Projector<BuildQueue> for BuildsProjector {
         events: &[&EventEnvelope<BuildQueue>],
     ) -> Result<(), sqlx::Error> {
         let mut received = Vec::new();
-        let mut routed = Vec::new();
         let mut rest = Vec::new();
-        let mut received_ids = std::collections::HashSet::new();
         for &event in events {
             match (&event.payload, event.sequence) {
-                (BuildQueueEvent::BuildReceived { .. }, 1) => {
-                    received_ids.insert(event.aggregate_id.as_str());
-                    received.push(event);
-                }
+                (BuildQueueEvent::BuildReceived { .. }, 1) => received.push(event),
                 _ => rest.push(event),
             }
         }
-        // A routing event joins the bulk only if its stream's first event is bulked here or was applied before.
-        let first_in_rest: std::collections::HashSet<&str> = rest
-            .iter()
-            .filter(|e| e.sequence == 1)
-            .map(|e| e.aggregate_id.as_str())
-            .collect();
+        // A build's routing event comes in the same command as its first event: it is folded into the insert.
+        let received_ids: std::collections::HashSet<&str> =
+            received.iter().map(|e| e.aggregate_id.as_str()).collect();
+        let mut routing = std::collections::HashMap::new();
         rest.retain(|event| {
-            let bulk = event.sequence == 2
-                && !first_in_rest.contains(event.aggregate_id.as_str())
+            let folded = event.sequence == 2
+                && received_ids.contains(event.aggregate_id.as_str())
                 && matches!(
                     event.payload,
                     BuildQueueEvent::BuildQueued { .. }
                         | BuildQueueEvent::BuildCreatedInRelease { .. }
                 );
-            if bulk {
-                routed.push(*event);
+            if folded {
+                routing.insert(event.aggregate_id.as_str(), *event);
             }
-            !bulk
+            !folded
         });
-        insert_received(conn, &received).await?;
-        apply_routing(conn, &routed).await?;
+        insert_received(conn, &received, &routing).await?;
         for event in rest {
             self.apply(conn, event).await?;
         }
@@ -225,9 +217,11 @@ impl Projector<BuildQueue> for BuildsProjector {
 }
 
 /// Inserts the rows of many `BuildReceived` events in one statement.
+/// Inserts many new builds in one statement, each already routed when its routing event is in `routing`.
 async fn insert_received(
     conn: &mut PgConnection,
     events: &[&EventEnvelope<BuildQueue>],
+    routing: &std::collections::HashMap<&str, &EventEnvelope<BuildQueue>>,
 ) -> Result<(), sqlx::Error> {
     if events.is_empty() {
         return Ok(());
@@ -261,13 +255,48 @@ async fn insert_received(
             c.url.push(details.url.as_deref());
             c.result.push(details.result.as_deref());
             c.received_at.push(*received_at);
+            let route = routing.get(event.aggregate_id.as_str());
+            let (mut project, mut status, mut reason, mut release, mut added) =
+                (None, None, None, None, None);
+            match route.map(|r| (&r.payload, r)) {
+                Some((
+                    BuildQueueEvent::BuildQueued {
+                        project_id,
+                        reason: why,
+                    },
+                    _,
+                )) => {
+                    project = *project_id;
+                    status = Some(queue_status::PENDING);
+                    reason = Some(why.as_str());
+                }
+                Some((
+                    BuildQueueEvent::BuildCreatedInRelease {
+                        release_id,
+                        project_id,
+                    },
+                    routed,
+                )) => {
+                    project = Some(*project_id);
+                    release = Some(*release_id);
+                    added = Some(event_time(routed));
+                }
+                _ => {}
+            }
+            c.project_id.push(project);
+            c.queue_status.push(status);
+            c.queue_reason.push(reason);
+            c.release_id.push(release);
+            c.added_to_release_at.push(added);
         }
     }
     sqlx::query(
         "INSERT INTO builds (build_id, organization_id, source, source_key, build_name, branch, commit_sha,
-            pull_request_number, pull_request_repository_id, url, result, received_at)
+            pull_request_number, pull_request_repository_id, url, result, received_at, project_id, queue_status,
+            queue_reason, release_id, added_to_release_at)
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::bigint[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])",
+            $8::bigint[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::uuid[], $14::text[],
+            $15::text[], $16::uuid[], $17::timestamptz[])",
     )
     .bind(&c.build_id)
     .bind(&c.organization_id)
@@ -281,6 +310,11 @@ async fn insert_received(
     .bind(&c.url)
     .bind(&c.result)
     .bind(&c.received_at)
+    .bind(&c.project_id)
+    .bind(&c.queue_status)
+    .bind(&c.queue_reason)
+    .bind(&c.release_id)
+    .bind(&c.added_to_release_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -300,63 +334,11 @@ struct ReceivedColumns<'a> {
     url: Vec<Option<&'a str>>,
     result: Vec<Option<&'a str>>,
     received_at: Vec<DateTime<Utc>>,
-}
-
-/// Applies many routing events (`BuildQueued`, `BuildCreatedInRelease`) in one statement each kind.
-async fn apply_routing(
-    conn: &mut PgConnection,
-    events: &[&EventEnvelope<BuildQueue>],
-) -> Result<(), sqlx::Error> {
-    let (mut queued_ids, mut queued_projects, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut created_ids, mut releases, mut projects, mut times) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for event in events {
-        let build_id = aggregate_uuid(&event.aggregate_id);
-        match &event.payload {
-            BuildQueueEvent::BuildQueued { project_id, reason } => {
-                queued_ids.push(build_id);
-                queued_projects.push(*project_id);
-                reasons.push(reason.as_str());
-            }
-            BuildQueueEvent::BuildCreatedInRelease {
-                release_id,
-                project_id,
-            } => {
-                created_ids.push(build_id);
-                releases.push(*release_id);
-                projects.push(*project_id);
-                times.push(event_time(event));
-            }
-            _ => {}
-        }
-    }
-    if !queued_ids.is_empty() {
-        sqlx::query(
-            "UPDATE builds SET project_id = u.project_id, queue_status = $4, queue_reason = u.reason
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS u(build_id, project_id, reason)
-             WHERE builds.build_id = u.build_id",
-        )
-        .bind(&queued_ids)
-        .bind(&queued_projects)
-        .bind(&reasons)
-        .bind(queue_status::PENDING)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !created_ids.is_empty() {
-        sqlx::query(
-            "UPDATE builds SET release_id = u.release_id, project_id = u.project_id, added_to_release_at = u.at
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[]) AS u(build_id, release_id, project_id, at)
-             WHERE builds.build_id = u.build_id",
-        )
-        .bind(&created_ids)
-        .bind(&releases)
-        .bind(&projects)
-        .bind(&times)
-        .execute(conn)
-        .await?;
-    }
-    Ok(())
+    project_id: Vec<Option<Uuid>>,
+    queue_status: Vec<Option<&'a str>>,
+    queue_reason: Vec<Option<&'a str>>,
+    release_id: Vec<Option<Uuid>>,
+    added_to_release_at: Vec<Option<DateTime<Utc>>>,
 }
 
 async fn add_to_release(
