@@ -555,4 +555,46 @@ async fn concurrent_commands_commit_together_and_fail_alone() {
         2 * 30,
         "the failed build stored no event, every other build its two"
     );
+
+    // Redeliveries among new builds: their appends find their sequences taken and store nothing (answered
+    // `duplicate`), while the new builds of the same batches commit together.
+    let mut bodies: Vec<Value> = (41..=60)
+        .map(|n| build_numbered(n, &format!("again-{n}")))
+        .collect();
+    for n in 1..=5 {
+        bodies.insert(3 * n as usize, build_numbered(n, &format!("batch-{n}")));
+    }
+    let answers = deliver_together(bodies).await;
+    let outcomes: Vec<&str> = answers
+        .iter()
+        .map(|a| a.body["outcome"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "queued").count(),
+        20,
+        "{answers:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "duplicate").count(),
+        5,
+        "{answers:?}"
+    );
+    let transactions = count(
+        &app,
+        "SELECT count(DISTINCT transaction_id) FROM events e JOIN read.builds b ON b.build_id::text = e.aggregate_id
+         WHERE b.build_name LIKE '%again-%'",
+    )
+    .await;
+    assert!(
+        transactions <= 6,
+        "20 new builds waiting with 5 redeliveries committed in {transactions} transactions"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM events WHERE aggregate_type = 'BuildQueue'"
+        )
+        .await,
+        2 * 50
+    );
 }

@@ -130,9 +130,10 @@ pub async fn submit(
         received_at: context.at,
         results: submission.results.clone(),
     };
+    // Most deliveries are of builds not seen before: their stream is not read unless it turns out to exist.
     match state
         .store
-        .execute::<BuildQueue>(entry_id, command, context)
+        .execute_expecting_new::<BuildQueue>(entry_id, command, context)
         .await
     {
         Ok(()) => Ok(match route {

@@ -6,9 +6,10 @@
 //! one commit and one write-ahead-log flush for all. With many concurrent deliveries this replaces a transaction,
 //! a flush and a round trip per delivery by one per batch; a lone command still goes at once.
 //!
-//! A batch is all or nothing like a single append. When it fails (one command lost an optimistic-concurrency race,
-//! or one projection refused its events), it is rolled back and each of its appends is retried alone, so that
-//! every command gets its own answer and no command fails for another's reason.
+//! An append that lost an optimistic-concurrency race (another command stored its stream's next sequence first)
+//! stores nothing and gets `Conflict`, while the rest of its batch commits. Otherwise a batch is all or nothing like
+//! a single append: when it fails (one projection refused its events), it is rolled back and each of its appends is
+//! retried alone, so that every command gets its own answer and no command fails for another's reason.
 
 use std::sync::Arc;
 
@@ -128,32 +129,46 @@ async fn write_loop(
                 }
             }
         }
-        let result = write(&pool, &registry, &batch).await;
-        match result {
-            Err(_) if batch.len() > 1 => {
-                for append in batch {
-                    let result = write(&pool, &registry, std::slice::from_ref(&append)).await;
-                    let _ = append.done.send(result);
+        match write(&pool, &registry, &batch).await {
+            Ok(outcomes) => {
+                for (append, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = append.done.send(outcome);
                 }
             }
-            result => {
+            Err(_) if batch.len() > 1 => {
                 for append in batch {
-                    let _ = append.done.send(result.clone());
+                    let outcome = match write(&pool, &registry, std::slice::from_ref(&append)).await
+                    {
+                        Ok(mut outcomes) => outcomes.remove(0),
+                        Err(error) => Err(error),
+                    };
+                    let _ = append.done.send(outcome);
+                }
+            }
+            Err(error) => {
+                for append in batch {
+                    let _ = append.done.send(Err(error.clone()));
                 }
             }
         }
     }
 }
 
-/// Commits the appends of `batch` in one transaction, or none of them.
-async fn write(pool: &PgPool, registry: &Registry, batch: &[Append]) -> Result<(), AppendError> {
+/// Commits the appends of `batch` in one transaction, except those that lost a race (their outcome is
+/// `Conflict`), or none of them (`Err`).
+async fn write(
+    pool: &PgPool,
+    registry: &Registry,
+    batch: &[Append],
+) -> Result<Vec<Result<(), AppendError>>, AppendError> {
     let mut tx = pool.begin().await.map_err(database)?;
     let rows = batch.iter().flat_map(|append| &append.rows);
     let mut columns = Columns::default();
     for row in rows {
         columns.push(row);
     }
-    sqlx::query(
+    // A row whose sequence is taken is skipped, not an error, so that one lost race does not fail the batch.
+    let inserted: Vec<(String, String, i64)> = sqlx::query_as(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
             organization_id, hash)
          SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload::json, metadata::json,
@@ -161,7 +176,9 @@ async fn write(pool: &PgPool, registry: &Registry, batch: &[Append]) -> Result<(
          FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::uuid[], $9::text[])
             AS e(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
-                organization_id, hash)",
+                organization_id, hash)
+         ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING
+         RETURNING aggregate_type, aggregate_id, sequence",
     )
     .bind(&columns.aggregate_type)
     .bind(&columns.aggregate_id)
@@ -172,12 +189,37 @@ async fn write(pool: &PgPool, registry: &Registry, batch: &[Append]) -> Result<(
     .bind(&columns.metadata)
     .bind(&columns.organization_id)
     .bind(&columns.hash)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await
     .map_err(database)?;
     drop(columns);
+    let inserted: std::collections::HashSet<(&str, &str, i64)> = inserted
+        .iter()
+        .map(|(kind, id, sequence)| (kind.as_str(), id.as_str(), *sequence))
+        .collect();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for append in batch {
+        let stored = append
+            .rows
+            .iter()
+            .filter(|row| {
+                inserted.contains(&(row.aggregate_type, row.aggregate_id.as_str(), row.sequence))
+            })
+            .count();
+        outcomes.push(match stored {
+            n if n == append.rows.len() => Ok(()),
+            0 => Err(AppendError::Conflict),
+            // Part of a command's events found their sequences free: never commit half a command.
+            _ => return Err(AppendError::Conflict),
+        });
+    }
     // Runs of one aggregate type keep their order, so that effects across types (a release before its builds) hold.
-    let items: Vec<&dyn Projectable> = batch.iter().map(|a| a.projectable.as_ref()).collect();
+    let items: Vec<&dyn Projectable> = batch
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(append, _)| append.projectable.as_ref())
+        .collect();
     for run in items.chunk_by(|a, b| a.aggregate_type() == b.aggregate_type()) {
         run[0]
             .project_run(run, &mut tx, registry)
@@ -187,7 +229,8 @@ async fn write(pool: &PgPool, registry: &Registry, batch: &[Append]) -> Result<(
                 other => AppendError::Projection(other.to_string()),
             })?;
     }
-    tx.commit().await.map_err(database)
+    tx.commit().await.map_err(database)?;
+    Ok(outcomes)
 }
 
 fn database(error: sqlx::Error) -> AppendError {
