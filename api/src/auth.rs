@@ -25,10 +25,7 @@ pub fn generate_key() -> String {
 
 /// Lowercase hex SHA-256 of the whole key: the only form in which a key is stored.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// The first 12 characters, kept to identify a key in lists and audit records.

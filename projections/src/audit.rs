@@ -42,11 +42,7 @@ pub fn link(previous: &str, event: &Chained<'_>) -> String {
         hasher.update(b":");
         hasher.update(field.as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// The first event whose stored link does not match its recomputed one.

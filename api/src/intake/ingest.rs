@@ -47,7 +47,7 @@ async fn handle(
     log.organization_id = Some(organization_id);
     log.rate = Some(caller.spend(state).await?);
     let idempotency_key = idempotency_key(headers)?;
-    let request_hash = hex(&Sha256::digest(&body));
+    let request_hash = hex::encode(Sha256::digest(&body));
     let submission = parse_body(&body, organization_id, idempotency_key.as_deref())?;
     // The body is not needed past this point; a 100,000-result call should not hold it while its events are
     // written.
@@ -121,8 +121,4 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         )));
     }
     Ok(Some(key.to_owned()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
