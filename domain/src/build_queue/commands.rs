@@ -122,15 +122,24 @@ impl TestStatus {
 /// One test result as a CI pipeline reported it. The text fields are the sources of the spec's work-item field
 /// mappings (title, priority, steps, tester notes, environment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Absent fields are left out of the stored event (older events spell them `null`; both read back as `None`): an
+/// upload may hold 100,000 results, and the nulls were a third of its size.
 pub struct TestResult {
     pub test_result_id: Uuid,
     pub title: String,
     pub status: TestStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tester_notes: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
 }
 

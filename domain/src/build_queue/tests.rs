@@ -516,3 +516,41 @@ fn a_work_item_link_is_recorded_on_the_builds_stream() {
             linked_at: at(),
         }]);
 }
+
+#[test]
+fn a_test_result_is_stored_without_its_absent_fields_and_read_back_either_way() {
+    let result = TestResult {
+        test_result_id: Uuid::from_u128(7),
+        title: "logs in".to_owned(),
+        status: TestStatus::Failed,
+        duration_ms: Some(12),
+        error_message: None,
+        priority: None,
+        steps: None,
+        tester_notes: None,
+        environment: None,
+    };
+    let stored = serde_json::to_value(&result).unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({
+            "test_result_id": "00000000-0000-0000-0000-000000000007",
+            "title": "logs in",
+            "status": "Failed",
+            "duration_ms": 12
+        })
+    );
+    // Events stored before spelled every absent field as null.
+    let older = serde_json::json!({
+        "test_result_id": "00000000-0000-0000-0000-000000000007",
+        "title": "logs in",
+        "status": "Failed",
+        "duration_ms": 12,
+        "error_message": null, "priority": null, "steps": null, "tester_notes": null, "environment": null
+    });
+    assert_eq!(serde_json::from_value::<TestResult>(older).unwrap(), result);
+    assert_eq!(
+        serde_json::from_value::<TestResult>(stored).unwrap(),
+        result
+    );
+}
