@@ -64,6 +64,17 @@ impl Projector<BuildQueue> for BuildsProjector {
             !folded
         });
         insert_received(conn, &received, &routing).await?;
+        // Routing events of builds inserted in an earlier batch (never their own: a stream's first events are
+        // inserted above), set-based too.
+        let (routed, rest): (Vec<_>, Vec<_>) = rest.into_iter().partition(|event| {
+            event.sequence == 2
+                && matches!(
+                    event.payload,
+                    BuildQueueEvent::BuildQueued { .. }
+                        | BuildQueueEvent::BuildCreatedInRelease { .. }
+                )
+        });
+        apply_routing(conn, &routed).await?;
         for event in rest {
             self.apply(conn, event).await?;
         }
@@ -339,6 +350,64 @@ struct ReceivedColumns<'a> {
     queue_reason: Vec<Option<&'a str>>,
     release_id: Vec<Option<Uuid>>,
     added_to_release_at: Vec<Option<DateTime<Utc>>>,
+}
+
+/// Applies many routing events (`BuildQueued`, `BuildCreatedInRelease`) of builds inserted earlier, in one statement
+/// each kind (a rebuild can meet them apart from their first events, e.g. when one transaction stored many builds).
+async fn apply_routing(
+    conn: &mut PgConnection,
+    events: &[&EventEnvelope<BuildQueue>],
+) -> Result<(), sqlx::Error> {
+    let (mut queued_ids, mut queued_projects, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut created_ids, mut releases, mut projects, mut times) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for event in events {
+        let build_id = aggregate_uuid(&event.aggregate_id);
+        match &event.payload {
+            BuildQueueEvent::BuildQueued { project_id, reason } => {
+                queued_ids.push(build_id);
+                queued_projects.push(*project_id);
+                reasons.push(reason.as_str());
+            }
+            BuildQueueEvent::BuildCreatedInRelease {
+                release_id,
+                project_id,
+            } => {
+                created_ids.push(build_id);
+                releases.push(*release_id);
+                projects.push(*project_id);
+                times.push(event_time(event));
+            }
+            _ => {}
+        }
+    }
+    if !queued_ids.is_empty() {
+        sqlx::query(
+            "UPDATE builds SET project_id = u.project_id, queue_status = $4, queue_reason = u.reason
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS u(build_id, project_id, reason)
+             WHERE builds.build_id = u.build_id",
+        )
+        .bind(&queued_ids)
+        .bind(&queued_projects)
+        .bind(&reasons)
+        .bind(queue_status::PENDING)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !created_ids.is_empty() {
+        sqlx::query(
+            "UPDATE builds SET release_id = u.release_id, project_id = u.project_id, added_to_release_at = u.at
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[]) AS u(build_id, release_id, project_id, at)
+             WHERE builds.build_id = u.build_id",
+        )
+        .bind(&created_ids)
+        .bind(&releases)
+        .bind(&projects)
+        .bind(&times)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn add_to_release(

@@ -148,8 +148,15 @@ async fn build_and_swap(
         Ok::<(), sqlx::Error>(())
     });
     let mut applied = 0;
+    let mut batches = 0_u32;
     while let Some(batch) = incoming.recv().await {
         applied += apply_batch(&mut writer, registry, selection, &batch).await?;
+        batches += 1;
+        // The new tables start without statistics, so the planner takes them for tiny and joins a batch's updates
+        // against a scan of the whole table. Statistics taken early (and again as they grow) make it use the keys.
+        if batches.is_power_of_two() {
+            analyze(&mut writer, tables).await?;
+        }
     }
     reading
         .await
@@ -244,6 +251,16 @@ async fn prepare_tables(conn: &mut PgConnection, tables: &[&str]) -> Result<(), 
             .execute(&mut *conn)
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// Refreshes the planner's statistics of the rebuild tables.
+async fn analyze(conn: &mut PgConnection, tables: &[&str]) -> Result<(), sqlx::Error> {
+    for table in tables {
+        sqlx::query(&format!("ANALYZE {REBUILD_SCHEMA}.{table}"))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
