@@ -8,7 +8,9 @@ use domain::build_queue::TestResult;
 
 use crate::Page;
 
-/// Inserts one upload's results after the build's existing ones, in one statement whatever the batch size.
+/// Inserts one upload's results after the build's existing ones. They are streamed with `COPY` in chunks of
+/// [`COPY_CHUNK`] bytes, so that a 100,000-result upload is never encoded whole a second time (as one statement's
+/// parameters, then again in the connection's buffer).
 pub(crate) async fn insert(
     conn: &mut PgConnection,
     build_id: Uuid,
@@ -20,34 +22,80 @@ pub(crate) async fn insert(
             .bind(build_id)
             .fetch_one(&mut *conn)
             .await?;
-    let ordinals: Vec<i64> = (1..=results.len() as i64).map(|n| already + n).collect();
-    // Columns borrow the results' text: an upload may hold 100,000 of them.
-    let column = |f: fn(&TestResult) -> Option<&str>| results.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO test_results (test_result_id, build_id, organization_id, ordinal, title, status, duration_ms,
-            error_message, priority, steps, tester_notes, environment, recorded_at)
-         SELECT id, $2, $3, ordinal, title, status, duration_ms, error_message, priority, steps, tester_notes,
-            environment, $4
-         FROM UNNEST($1::uuid[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::int[],
-            $11::text[], $12::text[], $13::text[])
-            AS r(id, ordinal, title, status, duration_ms, error_message, priority, steps, tester_notes, environment)",
-    )
-    .bind(results.iter().map(|r| r.test_result_id).collect::<Vec<_>>())
-    .bind(build_id)
-    .bind(organization_id)
-    .bind(recorded_at)
-    .bind(ordinals)
-    .bind(results.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-    .bind(results.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-    .bind(results.iter().map(|r| r.duration_ms.map(|d| d as i64)).collect::<Vec<_>>())
-    .bind(column(|r| r.error_message.as_deref()))
-    .bind(results.iter().map(|r| r.priority).collect::<Vec<_>>())
-    .bind(column(|r| r.steps.as_deref()))
-    .bind(column(|r| r.tester_notes.as_deref()))
-    .bind(column(|r| r.environment.as_deref()))
-    .execute(conn)
-    .await?;
+    if results.is_empty() {
+        return Ok(());
+    }
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY test_results (test_result_id, build_id, organization_id, ordinal, title, status, duration_ms,
+                error_message, priority, steps, tester_notes, environment, recorded_at) FROM STDIN",
+        )
+        .await?;
+    let fixed = format!("{build_id}\t{organization_id}");
+    let recorded_at = recorded_at.to_rfc3339();
+    let mut chunk = String::with_capacity(COPY_CHUNK + 4096);
+    for (n, result) in results.iter().enumerate() {
+        use std::fmt::Write;
+        let _ = write!(
+            chunk,
+            "{}\t{fixed}\t{}\t",
+            result.test_result_id,
+            already + n as i64 + 1
+        );
+        copy_text(&mut chunk, Some(&result.title));
+        chunk.push('\t');
+        chunk.push_str(result.status.as_str());
+        chunk.push('\t');
+        copy_text(
+            &mut chunk,
+            result.duration_ms.map(|d| d.to_string()).as_deref(),
+        );
+        chunk.push('\t');
+        copy_text(&mut chunk, result.error_message.as_deref());
+        chunk.push('\t');
+        copy_text(
+            &mut chunk,
+            result.priority.map(|p| p.to_string()).as_deref(),
+        );
+        chunk.push('\t');
+        copy_text(&mut chunk, result.steps.as_deref());
+        chunk.push('\t');
+        copy_text(&mut chunk, result.tester_notes.as_deref());
+        chunk.push('\t');
+        copy_text(&mut chunk, result.environment.as_deref());
+        chunk.push('\t');
+        chunk.push_str(&recorded_at);
+        chunk.push('\n');
+        if chunk.len() >= COPY_CHUNK {
+            copy.send(chunk.as_bytes()).await?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        copy.send(chunk.as_bytes()).await?;
+    }
+    copy.finish().await?;
     Ok(())
+}
+
+/// Bytes of `COPY` data sent at a time.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// Appends a value in `COPY`'s text format: `\N` for null, and backslash, tab, newline and carriage return escaped.
+fn copy_text(out: &mut String, value: Option<&str>) {
+    let Some(value) = value else {
+        out.push_str("\\N");
+        return;
+    };
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// One test result as the API shows it.
@@ -131,4 +179,19 @@ pub async fn of_ids(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<TestResultRow>, s
     .bind(ids)
     .fetch_all(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_text;
+
+    #[test]
+    fn copy_text_escapes_what_copy_would_read_as_structure() {
+        let mut out = String::new();
+        copy_text(&mut out, Some("a\tb\nc\rd\\e \\N"));
+        assert_eq!(out, "a\\tb\\nc\\rd\\\\e \\\\N");
+        out.clear();
+        copy_text(&mut out, None);
+        assert_eq!(out, "\\N");
+    }
 }

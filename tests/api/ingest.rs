@@ -28,7 +28,7 @@ fn results(count: usize) -> Vec<Value> {
             let status = ["passed", "failed", "skipped"][n % 3];
             json!({ "title": format!("test {n}"), "status": status, "duration_ms": n,
                 "error_message": (status == "failed").then_some("assertion failed"),
-                "priority": 2, "steps": "1. open\n2. check", "tester_notes": "seen on CI",
+                "priority": 2, "steps": "1. open\r\n2. check\tC:\\temp", "tester_notes": "seen on CI",
                 "environment": "ubuntu-latest" })
         })
         .collect()
@@ -86,7 +86,7 @@ async fn the_spec_pipeline_body_creates_a_build_with_its_results() {
     assert_eq!(
         edges[0]["node"],
         json!({ "title": "test 1", "status": "FAILED", "durationMs": 1, "errorMessage": "assertion failed",
-            "priority": 2, "steps": "1. open\n2. check", "testerNotes": "seen on CI", "environment": "ubuntu-latest" })
+            "priority": 2, "steps": "1. open\r\n2. check\tC:\\temp", "testerNotes": "seen on CI", "environment": "ubuntu-latest" })
     );
     assert_eq!(edges[1]["node"]["title"], "test 4");
     assert_eq!(build_data["testResults"]["pageInfo"]["hasNextPage"], false);
