@@ -235,6 +235,24 @@ async fn prepare_tables(conn: &mut PgConnection, tables: &[&str]) -> Result<(), 
         ))
         .execute(&mut *conn)
         .await?;
+        // Storage options (e.g. `builds`' fillfactor) are not copied by LIKE.
+        let options: Option<Vec<String>> = sqlx::query_scalar(
+            "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2",
+        )
+        .bind(READ_SCHEMA)
+        .bind(table)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
+        if let Some(options) = options.filter(|o| !o.is_empty()) {
+            sqlx::query(&format!(
+                "ALTER TABLE {REBUILD_SCHEMA}.{table} SET ({})",
+                options.join(", ")
+            ))
+            .execute(&mut *conn)
+            .await?;
+        }
         let constraints: Vec<(String, String)> = sqlx::query_as(
             "SELECT c.conname::text, pg_get_constraintdef(c.oid) FROM pg_constraint c
              JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
