@@ -161,6 +161,13 @@ async fn build_and_swap(
     reading
         .await
         .map_err(|error| sqlx::Error::Protocol(format!("the event reader stopped: {error}")))??;
+    // Built unlogged (no write-ahead log per row: a crash mid-rebuild only loses the rebuild), then written to the
+    // log once, whole, before they can become the live tables.
+    for table in tables {
+        sqlx::query(&format!("ALTER TABLE {REBUILD_SCHEMA}.{table} SET LOGGED"))
+            .execute(&mut *writer)
+            .await?;
+    }
     create_secondary_indexes(&mut writer, tables).await?;
 
     // Pause appends, apply what committed meanwhile, and swap the tables in, atomically.
@@ -216,7 +223,7 @@ fn stored(row: &sqlx::postgres::PgRow) -> StoredEvent {
     }
 }
 
-/// Creates empty copies of `tables` in the rebuild schema, with their columns, defaults,
+/// Creates empty, unlogged copies of `tables` in the rebuild schema, with their columns, defaults,
 /// checks and the unique constraints projectors rely on; other indexes come after the load, which is faster.
 async fn prepare_tables(conn: &mut PgConnection, tables: &[&str]) -> Result<(), sqlx::Error> {
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE"))
@@ -230,7 +237,7 @@ async fn prepare_tables(conn: &mut PgConnection, tables: &[&str]) -> Result<(), 
         .await?;
     for table in tables.iter().copied() {
         sqlx::query(&format!(
-            "CREATE TABLE {REBUILD_SCHEMA}.{table} (LIKE {READ_SCHEMA}.{table}
+            "CREATE UNLOGGED TABLE {REBUILD_SCHEMA}.{table} (LIKE {READ_SCHEMA}.{table}
                 INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING IDENTITY INCLUDING GENERATED)"
         ))
         .execute(&mut *conn)
