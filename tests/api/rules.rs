@@ -129,6 +129,24 @@ async fn a_key_can_have_its_own_limit_and_org_id_callers_share_one_per_organizat
     assert_eq!(statuses, [200, 200, 200, 429]);
 }
 
+/// Asks `address` for the projects with `key`: `allowed`, or the error's code.
+async fn projects_answer(client: &reqwest::Client, address: &str, key: &str) -> String {
+    let body: Value = client
+        .post(format!("{address}/graphql"))
+        .bearer_auth(key)
+        .json(&json!({ "query": "{ projects { id } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    match body.get("errors") {
+        None => "allowed".to_owned(),
+        Some(_) => error_code(&body).to_owned(),
+    }
+}
+
 #[tokio::test]
 async fn the_limit_holds_across_two_server_processes() {
     let app = spawn_app_with(|s| s.rate_limit_per_minute = 10).await;
@@ -143,20 +161,9 @@ async fn the_limit_holds_across_two_server_processes() {
         } else {
             &other.address
         };
-        let body: Value = client
-            .post(format!("{address}/graphql"))
-            .bearer_auth(&org.key)
-            .json(&json!({ "query": "{ projects { id } }" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if body.get("errors").is_none() {
-            allowed += 1;
-        } else {
-            assert_eq!(error_code(&body), "RATE_LIMITED");
+        match projects_answer(&client, address, &org.key).await.as_str() {
+            "allowed" => allowed += 1,
+            other => assert_eq!(other, "RATE_LIMITED"),
         }
     }
     assert_eq!(
@@ -182,20 +189,7 @@ async fn processes_spending_a_large_budget_from_memory_never_exceed_it() {
         } else {
             &other.address
         };
-        let body: Value = client
-            .post(format!("{address}/graphql"))
-            .bearer_auth(&org.key)
-            .json(&json!({ "query": "{ projects { id } }" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        statuses.push(match body.get("errors") {
-            None => "allowed".to_owned(),
-            Some(_) => error_code(&body).to_owned(),
-        });
+        statuses.push(projects_answer(&client, address, &org.key).await);
     }
     let allowed = statuses.iter().filter(|s| *s == "allowed").count() as f64;
     // The budget refills at 400 a minute while the requests are made.
