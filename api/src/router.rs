@@ -92,6 +92,30 @@ async fn metrics(State(state): State<AppState>) -> Result<String, crate::error::
     let _ = writeln!(out, "# HELP lathe_events_total Events in the event store.");
     let _ = writeln!(out, "# TYPE lathe_events_total gauge");
     let _ = writeln!(out, "lathe_events_total {events}");
+    let stats = state.store.append_stats();
+    for (name, help, value) in [
+        (
+            "lathe_appends_total",
+            "Commands whose events this process committed.",
+            &stats.appends,
+        ),
+        (
+            "lathe_append_batches_total",
+            "Group-commit transactions of this process (appends / batches = mean batch).",
+            &stats.batches,
+        ),
+        (
+            "lathe_append_slow_batches_total",
+            "Group-commit transactions that took over 250 ms to commit.",
+            &stats.slow_batches,
+        ),
+    ] {
+        let value = value.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP lathe_projection_missing_streams Streams without their row in a read model."

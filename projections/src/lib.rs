@@ -27,7 +27,7 @@ pub use database::{
     connect, connect_relaxed, ensure_database, migrate, DatabaseError, READ_SCHEMA,
 };
 pub use projector::{ProjectionError, Projector, Registry, Selection, StoredEvent, StoredJson};
-pub use store::{Actor, CommandContext, CommandError, EventStore, OnConflict};
+pub use store::{Actor, AppendStats, CommandContext, CommandError, EventStore, OnConflict};
 
 /// A page of rows from a read model, newest first, with whether more rows follow.
 #[derive(Debug, Clone)]

@@ -325,6 +325,13 @@ async fn metrics_and_projection_status_show_missing_streams() {
         .await
         .unwrap();
     assert!(text.contains("lathe_events_total 4"), "{text}");
+    // The organization's commands came through the operator's command line; this process committed the delivery.
+    assert!(text.contains("lathe_appends_total 1\n"), "{text}");
+    assert!(text.contains("lathe_append_batches_total 1\n"), "{text}");
+    assert!(
+        text.contains("lathe_append_slow_batches_total 0\n"),
+        "{text}"
+    );
     assert!(
         text.contains("lathe_projection_missing_streams{projection=\"builds\"} 0"),
         "{text}"

@@ -11,6 +11,7 @@
 //! a single append: when it fails (one projection refused its events), it is rolled back and each of its appends is
 //! retried alone, so that every command gets its own answer and no command fails for another's reason.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -76,17 +77,43 @@ struct Append {
 #[derive(Clone)]
 pub(crate) struct Appender {
     queue: mpsc::UnboundedSender<Append>,
+    stats: Arc<AppendStats>,
 }
+
+/// What the group commit has done since the process started (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct AppendStats {
+    /// Commands whose events were committed.
+    pub appends: AtomicU64,
+    /// Transactions that committed them: `appends / batches` is the mean batch.
+    pub batches: AtomicU64,
+    /// Batches whose commit took longer than [`SLOW_COMMIT`].
+    pub slow_batches: AtomicU64,
+}
+
+/// A batch that takes longer than this to commit is logged (with its size and time) and counted.
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Appender {
     /// Starts the writers on `pool`. They stop when the last `Appender` is dropped.
     pub fn start(pool: PgPool, registry: Arc<Registry>) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
+        let stats = Arc::new(AppendStats::default());
         for _ in 0..WRITERS {
-            tokio::spawn(write_loop(pool.clone(), registry.clone(), receiver.clone()));
+            tokio::spawn(write_loop(
+                pool.clone(),
+                registry.clone(),
+                receiver.clone(),
+                stats.clone(),
+            ));
         }
-        Self { queue }
+        Self { queue, stats }
+    }
+
+    /// The group commit's counters.
+    pub fn stats(&self) -> &AppendStats {
+        &self.stats
     }
 
     /// Appends `rows` and applies `projectable` in the same transaction; returns once committed (or not).
@@ -113,6 +140,7 @@ async fn write_loop(
     pool: PgPool,
     registry: Arc<Registry>,
     receiver: Arc<Mutex<mpsc::UnboundedReceiver<Append>>>,
+    stats: Arc<AppendStats>,
 ) {
     loop {
         let mut batch = Vec::new();
@@ -129,7 +157,23 @@ async fn write_loop(
                 }
             }
         }
-        match write(&pool, &registry, &batch).await {
+        let started = std::time::Instant::now();
+        let written = write(&pool, &registry, &batch).await;
+        let took = started.elapsed();
+        if took > SLOW_COMMIT {
+            stats.slow_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                appends = batch.len(),
+                took_ms = took.as_millis() as u64,
+                "slow group commit"
+            );
+        }
+        if let Ok(outcomes) = &written {
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            let stored = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+            stats.appends.fetch_add(stored as u64, Ordering::Relaxed);
+        }
+        match written {
             Ok(outcomes) => {
                 for (append, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = append.done.send(outcome);

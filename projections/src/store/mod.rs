@@ -24,6 +24,7 @@ use crate::audit::{link, Chained};
 use crate::projector::{Registry, TypedEvents};
 use append::{AppendError, Appender, EventRow};
 
+pub use append::AppendStats;
 pub(crate) use append::Projectable;
 
 /// Who caused a command, recorded in the metadata of every event it produces.
@@ -159,6 +160,11 @@ impl EventStore {
             .map(|aggregate_type| (aggregate_type, AtomicU64::new(0)))
             .collect(),
         }
+    }
+
+    /// What the group commit has done in this process.
+    pub fn append_stats(&self) -> &AppendStats {
+        self.appender.stats()
     }
 
     /// Changes whenever a command on `aggregate_type` commits in this process: a cache of read models that
