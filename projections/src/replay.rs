@@ -126,14 +126,11 @@ async fn build_and_swap(
     let mut reader = pool.acquire().await?;
     let types: Vec<&'static str> = aggregate_types.to_vec();
     let reading = tokio::spawn(async move {
-        let mut rows = sqlx::query(
-            "SELECT aggregate_type, aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata
-             FROM events WHERE aggregate_type = ANY($1) AND transaction_id < $2::text::xid8
-             ORDER BY transaction_id, position",
-        )
-        .bind(&types)
-        .bind(horizon)
-        .fetch(&mut *reader);
+        let sql = events_sql("<");
+        let mut rows = sqlx::query(&sql)
+            .bind(&types)
+            .bind(horizon)
+            .fetch(&mut *reader);
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(row) = rows.try_next().await? {
             batch.push(stored(&row));
@@ -175,18 +172,14 @@ async fn build_and_swap(
     sqlx::query("LOCK TABLE public.events IN SHARE MODE")
         .execute(&mut *tx)
         .await?;
-    let late: Vec<StoredEvent> = sqlx::query(
-        "SELECT aggregate_type, aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata FROM events
-         WHERE aggregate_type = ANY($1) AND transaction_id >= $2::text::xid8
-         ORDER BY transaction_id, position",
-    )
-    .bind(aggregate_types)
-    .bind(horizon)
-    .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(stored)
-    .collect();
+    let late: Vec<StoredEvent> = sqlx::query(&events_sql(">="))
+        .bind(aggregate_types)
+        .bind(horizon)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(stored)
+        .collect();
     let caught_up = apply_in(&mut tx, registry, selection, &late).await?;
     sqlx::query(&format!("CREATE SCHEMA {RETIRED_SCHEMA}"))
         .execute(&mut *tx)
@@ -211,6 +204,15 @@ async fn build_and_swap(
         .await?;
     tx.commit().await?;
     Ok((applied + caught_up, caught_up))
+}
+
+/// The events of the aggregate types `$1` in global order, of transactions before (`<`) or from (`>=`) `$2`.
+fn events_sql(comparison: &str) -> String {
+    format!(
+        "SELECT aggregate_type, aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata
+         FROM events WHERE aggregate_type = ANY($1) AND transaction_id {comparison} $2::text::xid8
+         ORDER BY transaction_id, position"
+    )
 }
 
 fn stored(row: &sqlx::postgres::PgRow) -> StoredEvent {

@@ -125,7 +125,7 @@ pub async fn submit(
     let results_count = submission.results.as_ref().map(|u| u.results.len() as u64);
     let command = BuildQueueCommand::ReceiveBuild {
         identity,
-        details: submission.details.clone(),
+        details: submission.details,
         route: route.clone(),
         received_at: context.at,
         results: submission.results.clone(),

@@ -209,13 +209,14 @@ impl EventStore {
         let metadata = context.metadata();
         let first = {
             let _turn = self.turns[shard(A::TYPE, id)].lock().await;
-            let new = stream::Stream {
-                aggregate: A::default(),
-                last_sequence: 0,
-                last_hash: String::new(),
-            };
-            self.decide_and_append::<A>(id, new, command.clone(), context, &metadata)
-                .await
+            self.decide_and_append::<A>(
+                id,
+                stream::Stream::empty(),
+                command.clone(),
+                context,
+                &metadata,
+            )
+            .await
         };
         match first {
             Err(CommandError::Conflict) => {

@@ -15,16 +15,23 @@ pub(crate) struct Stream<A> {
     pub last_hash: String,
 }
 
+impl<A: Aggregate> Stream<A> {
+    /// A stream with no events yet.
+    pub(super) fn empty() -> Self {
+        Self {
+            aggregate: A::default(),
+            last_sequence: 0,
+            last_hash: String::new(),
+        }
+    }
+}
+
 /// Loads the stream of `A` with id `aggregate_id`, decoding each payload straight from its stored text.
 pub(super) async fn load<A: Aggregate>(
     pool: &PgPool,
     aggregate_id: &str,
 ) -> Result<Stream<A>, CommandError<A::Error>> {
-    let mut stream = Stream {
-        aggregate: A::default(),
-        last_sequence: 0,
-        last_hash: String::new(),
-    };
+    let mut stream = Stream::<A>::empty();
     let mut rows = sqlx::query(
         "SELECT sequence, payload::text AS payload, hash FROM events
          WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
