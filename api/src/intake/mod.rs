@@ -9,6 +9,7 @@ mod caller;
 mod deliveries;
 pub mod ingest;
 mod ingest_body;
+mod pruned;
 pub mod webhook;
 
 use serde::{Deserialize, Serialize};

@@ -44,7 +44,8 @@ async fn handle(
     let caller = authenticate_intake(state, headers).await?;
     log.organization_id = Some(caller.organization_id);
     log.rate = Some(caller.spend(state).await?);
-    let value = parse_json(&body)?;
+    let value = azure::parse(&body)
+        .map_err(|error| ApiError::BadUserInput(format!("the body is not valid JSON: {error}")))?;
     log.meta = azure::meta(&value);
     let delivery = azure::interpret(&value, &log.meta).map_err(ApiError::BadUserInput)?;
     let submission = match delivery {
@@ -93,13 +94,6 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
-}
-
-/// Parses a JSON body, tolerating a UTF-8 byte-order mark (some Windows-side senders prepend one).
-pub(crate) fn parse_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    serde_json::from_slice(body)
-        .map_err(|error| ApiError::BadUserInput(format!("the body is not valid JSON: {error}")))
 }
 
 /// Maps a body that could not be read to 413 (too large) or 400.
