@@ -1,6 +1,7 @@
 //! Connecting to PostgreSQL, creating the database on first run, and running the migrations.
 
 use sqlx::migrate::MigrateDatabase;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use std::str::FromStr;
@@ -45,15 +46,74 @@ fn is_duplicate_database(error: &sqlx::Error) -> bool {
 /// The schema of the read models, searched before `public` (the event store) by every pooled connection.
 pub const READ_SCHEMA: &str = "read";
 
+/// A connection idle for longer than this is checked with a round trip before it is handed out.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(10);
+
+/// Pool settings shared by both pools. sqlx checks every connection with a round trip before handing it out; a
+/// connection in steady use is checked by the work it does instead (a failure there is answered 503 and retried by
+/// the caller), so only one that sat idle, e.g. across a database restart, is checked first.
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > CHECK_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// A connection a long-lived writer task keeps between its writes, instead of taking one from the pool and
+/// giving it back each time (sqlx checks a connection with a round trip whenever it goes back). A connection whose
+/// work failed is given up, so the next write starts on a fresh one.
+pub struct HeldConnection {
+    pool: PgPool,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl HeldConnection {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool, conn: None }
+    }
+
+    /// The held connection, taken from the pool first if there is none.
+    pub async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if self.conn.is_none() {
+            self.conn = Some(self.pool.acquire().await?);
+        }
+        Ok(self.conn.as_deref_mut().expect("a connection is held"))
+    }
+
+    /// Makes the connection ready for the next write after a failed one: a transaction dropped without its commit is
+    /// rolled back only when the connection is next used, and until then it holds its locks, so the rollback is
+    /// sent now. A connection that cannot do that is given up.
+    pub async fn recover(&mut self) {
+        if let Some(conn) = self.conn.as_deref_mut() {
+            if conn.ping().await.is_err() {
+                self.discard();
+            }
+        }
+    }
+
+    /// Gives the connection up (after a failure it may be broken).
+    pub fn discard(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
 /// Opens a pool whose connections find the read models first. Unlike postgres-es's `default_postgress_pool`, a
 /// failure is an error, not a panic.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DatabaseError> {
     let options = PgConnectOptions::from_str(url)
         .map_err(DatabaseError::Connect)?
         .options([("search_path", format!("{READ_SCHEMA},public"))]);
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+    pool_options(max_connections)
         .connect_with(options)
         .await
         .map_err(DatabaseError::Connect)
@@ -69,9 +129,7 @@ pub async fn connect_relaxed(url: &str, max_connections: u32) -> Result<PgPool, 
             ("search_path", format!("{READ_SCHEMA},public")),
             ("synchronous_commit", "off".to_owned()),
         ]);
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+    pool_options(max_connections)
         .connect_with(options)
         .await
         .map_err(DatabaseError::Connect)

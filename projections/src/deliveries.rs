@@ -2,7 +2,7 @@
 //! appearing" can be diagnosed from Lathe's side. Credentials are never part of a row.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::Page;
@@ -29,7 +29,7 @@ pub struct DeliveryRow {
 }
 
 /// Appends deliveries to the log, in one statement.
-pub async fn record(pool: &PgPool, rows: &[DeliveryRow]) -> Result<(), sqlx::Error> {
+pub async fn record(conn: &mut PgConnection, rows: &[DeliveryRow]) -> Result<(), sqlx::Error> {
     let column = |f: fn(&DeliveryRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
     let id = |f: fn(&DeliveryRow) -> Option<Uuid>| rows.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
@@ -52,7 +52,7 @@ pub async fn record(pool: &PgPool, rows: &[DeliveryRow]) -> Result<(), sqlx::Err
     .bind(column(|r| r.notification_id.as_deref()))
     .bind(column(|r| r.event_id.as_deref()))
     .bind(column(|r| r.request_id.as_deref()))
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -24,7 +24,7 @@ mod store;
 pub mod test_results;
 
 pub use database::{
-    connect, connect_relaxed, ensure_database, migrate, DatabaseError, READ_SCHEMA,
+    connect, connect_relaxed, ensure_database, migrate, DatabaseError, HeldConnection, READ_SCHEMA,
 };
 pub use projector::{ProjectionError, Projector, Registry, Selection, StoredEvent, StoredJson};
 pub use store::{Actor, AppendStats, CommandContext, CommandError, EventStore, OnConflict};

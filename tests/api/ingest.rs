@@ -266,6 +266,26 @@ async fn results_for_an_azure_build_join_the_build_the_webhook_made() {
         answer.body["queuedBuildId"],
         delivered.body["queuedBuildId"]
     );
+    // The upload was first decided as a new build (three events) and found the first two taken: it stored none of
+    // them, was decided again, and left no transaction open behind it (an open one would hold its rows' locks).
+    let stream: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE aggregate_type = 'BuildQueue' ORDER BY sequence",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stream,
+        ["BuildReceived", "BuildQueued", "TestResultsRecorded"]
+    );
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(open, 0, "connections idle in a transaction");
     let data = app
         .graphql_ok(
             &org.key,

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use projections::deliveries::{self, DeliveryRow};
+use projections::HeldConnection;
 
 use super::azure::DeliveryMeta;
 use super::IntakeResponse;
@@ -140,6 +141,7 @@ impl DeliveryRecorder {
     pub fn start(pool: PgPool) -> Self {
         let (queue, mut incoming) = mpsc::unbounded_channel::<(DeliveryRow, oneshot::Sender<()>)>();
         tokio::spawn(async move {
+            let mut conn = HeldConnection::new(pool);
             while let Some(first) = incoming.recv().await {
                 let mut batch = vec![first];
                 while batch.len() < MAX_ROWS {
@@ -150,7 +152,12 @@ impl DeliveryRecorder {
                 }
                 let (rows, waiting): (Vec<DeliveryRow>, Vec<oneshot::Sender<()>>) =
                     batch.into_iter().unzip();
-                if let Err(error) = deliveries::record(&pool, &rows).await {
+                let recorded = match conn.get().await {
+                    Ok(held) => deliveries::record(held, &rows).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = recorded {
+                    conn.discard();
                     for row in &rows {
                         tracing::error!(delivery.id = %row.delivery_id, error = %error, "cannot record the delivery");
                     }

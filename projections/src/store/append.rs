@@ -19,6 +19,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
+use crate::database::HeldConnection;
 use crate::projector::{ProjectionError, Registry};
 
 /// The most appends committed in one transaction.
@@ -142,6 +143,7 @@ async fn write_loop(
     receiver: Arc<Mutex<mpsc::UnboundedReceiver<Append>>>,
     stats: Arc<AppendStats>,
 ) {
+    let mut conn = HeldConnection::new(pool);
     loop {
         let mut batch = Vec::new();
         {
@@ -158,7 +160,7 @@ async fn write_loop(
             }
         }
         let started = std::time::Instant::now();
-        let written = write(&pool, &registry, &batch).await;
+        let written = write(&mut conn, &registry, &batch).await;
         let took = started.elapsed();
         if took > SLOW_COMMIT {
             stats.slow_batches.fetch_add(1, Ordering::Relaxed);
@@ -181,11 +183,11 @@ async fn write_loop(
             }
             Err(_) if batch.len() > 1 => {
                 for append in batch {
-                    let outcome = match write(&pool, &registry, std::slice::from_ref(&append)).await
-                    {
-                        Ok(mut outcomes) => outcomes.remove(0),
-                        Err(error) => Err(error),
-                    };
+                    let outcome =
+                        match write(&mut conn, &registry, std::slice::from_ref(&append)).await {
+                            Ok(mut outcomes) => outcomes.remove(0),
+                            Err(error) => Err(error),
+                        };
                     let _ = append.done.send(outcome);
                 }
             }
@@ -201,11 +203,25 @@ async fn write_loop(
 /// Commits the appends of `batch` in one transaction, except those that lost a race (their outcome is
 /// `Conflict`), or none of them (`Err`).
 async fn write(
-    pool: &PgPool,
+    conn: &mut HeldConnection,
     registry: &Registry,
     batch: &[Append],
 ) -> Result<Vec<Result<(), AppendError>>, AppendError> {
-    let mut tx = pool.begin().await.map_err(database)?;
+    let written = write_on(conn.get().await.map_err(database)?, registry, batch).await;
+    match written {
+        Err(AppendError::Database(_)) => conn.discard(),
+        Err(_) => conn.recover().await,
+        Ok(_) => {}
+    }
+    written
+}
+
+async fn write_on(
+    conn: &mut PgConnection,
+    registry: &Registry,
+    batch: &[Append],
+) -> Result<Vec<Result<(), AppendError>>, AppendError> {
+    let mut tx = sqlx::Connection::begin(conn).await.map_err(database)?;
     let rows = batch.iter().flat_map(|append| &append.rows);
     let mut columns = Columns::default();
     for row in rows {
@@ -242,20 +258,23 @@ async fn write(
         .map(|(kind, id, sequence)| (kind.as_str(), id.as_str(), *sequence))
         .collect();
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut half_stored: Vec<&EventRow> = Vec::new();
     for append in batch {
-        let stored = append
-            .rows
-            .iter()
-            .filter(|row| {
+        let (stored, taken): (Vec<&EventRow>, Vec<&EventRow>) =
+            append.rows.iter().partition(|row| {
                 inserted.contains(&(row.aggregate_type, row.aggregate_id.as_str(), row.sequence))
-            })
-            .count();
-        outcomes.push(match stored {
-            n if n == append.rows.len() => Ok(()),
-            0 => Err(AppendError::Conflict),
-            // Part of a command's events found their sequences free: never commit half a command.
-            _ => return Err(AppendError::Conflict),
+            });
+        outcomes.push(if taken.is_empty() {
+            Ok(())
+        } else {
+            // Part of a command's events may have found their sequences free (results for a build decided against
+            // an empty stream that holds the build's first two events): never commit half a command.
+            half_stored.extend(stored);
+            Err(AppendError::Conflict)
         });
+    }
+    if !half_stored.is_empty() {
+        unstore(&mut tx, &half_stored).await.map_err(database)?;
     }
     // Runs of one aggregate type keep their order, so that effects across types (a release before its builds) hold.
     let items: Vec<&dyn Projectable> = batch
@@ -275,6 +294,25 @@ async fn write(
     }
     tx.commit().await.map_err(database)?;
     Ok(outcomes)
+}
+
+/// Deletes rows this transaction inserted, so that they are never committed.
+async fn unstore(conn: &mut PgConnection, rows: &[&EventRow]) -> Result<(), sqlx::Error> {
+    let types: Vec<&str> = rows.iter().map(|row| row.aggregate_type).collect();
+    let ids: Vec<&str> = rows.iter().map(|row| row.aggregate_id.as_str()).collect();
+    let sequences: Vec<i64> = rows.iter().map(|row| row.sequence).collect();
+    sqlx::query(
+        "DELETE FROM events e
+         USING UNNEST($1::text[], $2::text[], $3::bigint[]) AS d(aggregate_type, aggregate_id, sequence)
+         WHERE e.aggregate_type = d.aggregate_type AND e.aggregate_id = d.aggregate_id
+           AND e.sequence = d.sequence",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .bind(&sequences)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 fn database(error: sqlx::Error) -> AppendError {
