@@ -5,6 +5,9 @@
 #   bench/probe.sh webhook   # N (default 40000) distinct webhook deliveries on 32 connections: throughput, p50, p99
 #   bench/probe.sh memory    # the run's ingest phases (300 x 1,000 results, 10,000, 100,000): VmHWM after each
 #   bench/probe.sh replay    # N builds (default 50000) by webhook, then `lathe replay` timed
+#   bench/probe.sh rate      # N deliveries closed loop, then RATE/s (default half the closed loop's) open loop for
+#                            # 20 s: p50, p99, p99.9 and the seconds in which requests took over 50 ms.
+#                            # BEFORE_RATE="SQL" runs in the database between the two (e.g. "CHECKPOINT")
 #
 # Needs what bench/run.sh needs, and its release binaries (`bench/run.sh` builds them; or `cargo build --release
 # -p lathe-api` and `cargo build --release --manifest-path bench/loadgen/Cargo.toml`). SVC_ENV adds environment
@@ -34,7 +37,7 @@ DATABASE_URL=$URL "$LATHE" migrate >/dev/null 2>&1
 KEY=$(DATABASE_URL=$URL "$LATHE" org create --name Probe --json 2>/dev/null | jq -r .apiKey)
 # shellcheck disable=SC2086
 env ${SVC_ENV:-} LATHE_BIND=127.0.0.1:$PORT LATHE_RATE_LIMIT_PER_MINUTE=100000000 \
-    LATHE_INGEST_MAX_BYTES=$((64 * 1024 * 1024)) RUST_LOG=warn DATABASE_URL=$URL "$LATHE" serve >/dev/null 2>&1 &
+    LATHE_INGEST_MAX_BYTES=$((64 * 1024 * 1024)) RUST_LOG=warn DATABASE_URL=$URL "$LATHE" serve >"${SERVICE_LOG:-/dev/null}" 2>&1 &
 SERVICE=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 LOAD=("$LOADGEN" --url "http://127.0.0.1:$PORT" --key "$KEY")
@@ -58,6 +61,15 @@ memory)
             ingest --results "$results" >/dev/null
         memory "ingest-$results"
     done
+    ;;
+rate)
+    MAX=$(webhooks "${N:-60000}" | tee /dev/stderr | jq -r '.ok_rps | floor')
+    [[ -n ${BEFORE_RATE:-} ]] && "${PG[@]}" -d "$DB" -c "$BEFORE_RATE" >/dev/null
+    echo "open loop from $(date -u +%H:%M:%S.%N)" >&2
+    "${LOAD[@]}" --rate "${RATE:-$((MAX / 2))}" --requests $((${RATE:-$((MAX / 2))} * 20)) --duration 25 \
+        --expect '"outcome":"queued"' webhook --template "$FIXTURE" --first-id 10000001 |
+        jq -c '{requests, errors, ok_rps, p50: .latency_ms.p50, p99: .latency_ms.p99, p999: .latency_ms.p999,
+                over_50ms_by_second}'
     ;;
 replay)
     webhooks "${N:-50000}"

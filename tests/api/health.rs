@@ -46,3 +46,24 @@ async fn readyz_reports_an_unreachable_database() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 503);
 }
+
+#[tokio::test]
+async fn the_service_connections_carry_their_session_settings() {
+    let app = spawn_app().await;
+    let setting = |pool: &sqlx::PgPool, name: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(&format!("SHOW {name}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let (events, relaxed) = (&app.state.pool, &app.state.relaxed_pool);
+    assert_eq!(setting(events, "search_path").await, "read,public");
+    assert_eq!(setting(events, "backend_flush_after").await, "256kB");
+    assert_eq!(setting(events, "synchronous_commit").await, "on");
+    assert_eq!(setting(relaxed, "search_path").await, "read,public");
+    assert_eq!(setting(relaxed, "backend_flush_after").await, "256kB");
+    assert_eq!(setting(relaxed, "synchronous_commit").await, "off");
+}

@@ -43,7 +43,12 @@ pub struct Stats {
     errors: u64,
     first_error: Option<String>,
     elapsed: Duration,
+    /// Requests slower than [`SLOW`], by the second of the run in which they were sent: when the tail happened.
+    slow_by_second: BTreeMap<u64, u64>,
 }
+
+/// A request at least this slow is counted in the run's timeline of slow requests.
+const SLOW: Duration = Duration::from_millis(50);
 
 impl Stats {
     fn new() -> Self {
@@ -55,10 +60,15 @@ impl Stats {
             errors: 0,
             first_error: None,
             elapsed: Duration::ZERO,
+            slow_by_second: BTreeMap::new(),
         }
     }
 
-    fn record(&mut self, latency: Duration, outcome: Result<u16, String>) {
+    /// Records a request sent `sent` after the start of the run.
+    fn record(&mut self, sent: Duration, latency: Duration, outcome: Result<u16, String>) {
+        if latency >= SLOW {
+            *self.slow_by_second.entry(sent.as_secs()).or_default() += 1;
+        }
         let micros = (latency.as_micros() as u64).clamp(1, 600_000_000);
         self.histogram
             .record(micros)
@@ -100,6 +110,7 @@ impl Stats {
                 "p999": ms(h.value_at_quantile(0.999)),
                 "max": ms(h.max()),
             },
+            "over_50ms_by_second": self.slow_by_second,
         })
     }
 }
@@ -185,7 +196,7 @@ pub async fn closed_loop(
                 stats
                     .lock()
                     .expect("not poisoned")
-                    .record(sent.elapsed(), outcome);
+                    .record(sent - start, sent.elapsed(), outcome);
             }
         }));
     }
@@ -235,7 +246,7 @@ pub async fn open_loop(
             stats
                 .lock()
                 .expect("not poisoned")
-                .record(due.elapsed(), outcome);
+                .record(due - start, due.elapsed(), outcome);
             drop(slot);
         });
         // Reap finished tasks as we go so that a long run does not hold every handle.
