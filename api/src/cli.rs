@@ -105,7 +105,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schema => print!("{}", crate::graphql::sdl()),
         Command::Replay { projections } => {
             let pool = prepare(&cli.settings).await?;
-            let report = replay::rebuild(&pool, &Registry::standard(), &projections).await?;
+            let report = replay::rebuild(
+                &pool,
+                &std::sync::Arc::new(Registry::standard()),
+                &projections,
+            )
+            .await?;
             let seconds = report.duration.as_secs_f64();
             println!(
                 "rebuilt {}: {} events in {seconds:.2} s ({:.0} events/s), {} of them committed during the rebuild",

@@ -26,7 +26,9 @@ pub mod test_results;
 pub use database::{
     connect, connect_relaxed, ensure_database, migrate, DatabaseError, HeldConnection, READ_SCHEMA,
 };
-pub use projector::{ProjectionError, Projector, Registry, Selection, StoredEvent, StoredJson};
+pub use projector::{
+    DecodedBatch, ProjectionError, Projector, Registry, Selection, StoredEvent, StoredJson,
+};
 pub use store::{Actor, AppendStats, CommandContext, CommandError, EventStore, OnConflict};
 
 /// A page of rows from a read model, newest first, with whether more rows follow.

@@ -114,12 +114,30 @@ trait AggregateProjectors: Send + Sync {
     fn projections(&self) -> Vec<&'static str>;
     /// For the live path, which knows the aggregate type statically and hands over typed events.
     fn as_any(&self) -> &dyn Any;
-    async fn apply_batch(
+    /// Decodes stored events of this type into typed envelopes (a `Vec<EventEnvelope<A>>`).
+    fn decode(&self, events: &[StoredEvent])
+        -> Result<Box<dyn Any + Send + Sync>, ProjectionError>;
+    /// Applies what [`AggregateProjectors::decode`] made.
+    async fn apply_decoded(
         &self,
         conn: &mut PgConnection,
-        events: &[StoredEvent],
+        decoded: &(dyn Any + Send + Sync),
         selection: &Selection,
     ) -> Result<(), ProjectionError>;
+}
+
+/// Stored events decoded into typed events, in runs of one aggregate type, ready to be applied by
+/// [`Registry::apply_decoded`]. A rebuild decodes the next batch while the database applies this one.
+pub struct DecodedBatch {
+    runs: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
+    events: usize,
+}
+
+impl DecodedBatch {
+    /// How many stored events it was decoded from.
+    pub fn events(&self) -> usize {
+        self.events
+    }
 }
 
 struct Typed<A: Aggregate> {
@@ -140,12 +158,10 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
         self
     }
 
-    async fn apply_batch(
+    fn decode(
         &self,
-        conn: &mut PgConnection,
         events: &[StoredEvent],
-        selection: &Selection,
-    ) -> Result<(), ProjectionError> {
+    ) -> Result<Box<dyn Any + Send + Sync>, ProjectionError> {
         let envelopes = events
             .iter()
             .map(|event| {
@@ -167,7 +183,20 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
                 })
             })
             .collect::<Result<Vec<_>, ProjectionError>>()?;
-        let envelopes: Vec<&EventEnvelope<A>> = envelopes.iter().collect();
+        Ok(Box::new(envelopes))
+    }
+
+    async fn apply_decoded(
+        &self,
+        conn: &mut PgConnection,
+        decoded: &(dyn Any + Send + Sync),
+        selection: &Selection,
+    ) -> Result<(), ProjectionError> {
+        let envelopes: Vec<&EventEnvelope<A>> = decoded
+            .downcast_ref::<Vec<EventEnvelope<A>>>()
+            .expect("decoded by the same aggregate type's projectors")
+            .iter()
+            .collect();
         for projector in &self.projectors {
             if selection.includes(projector.projection()) && !projector.has_side_effects() {
                 projector.apply_batch(conn, &envelopes).await?;
@@ -251,19 +280,40 @@ impl Registry {
         events: &[StoredEvent],
         selection: &Selection,
     ) -> Result<(), ProjectionError> {
-        let mut start = 0;
-        while start < events.len() {
-            let kind = &events[start].aggregate_type;
-            let end = events[start..]
-                .iter()
-                .position(|e| &e.aggregate_type != kind)
-                .map_or(events.len(), |n| start + n);
-            if let Some(projectors) = self.by_type.get(kind.as_str()) {
+        let decoded = self.decode(events)?;
+        self.apply_decoded(conn, &decoded, selection).await
+    }
+
+    /// Decodes events for [`Registry::apply_decoded`], in runs of one aggregate type; events of types without
+    /// projectors are left out.
+    pub fn decode(&self, events: &[StoredEvent]) -> Result<DecodedBatch, ProjectionError> {
+        let mut runs = Vec::new();
+        for run in events.chunk_by(|a, b| a.aggregate_type == b.aggregate_type) {
+            if let Some((kind, projectors)) =
+                self.by_type.get_key_value(run[0].aggregate_type.as_str())
+            {
+                runs.push((*kind, projectors.decode(run)?));
+            }
+        }
+        Ok(DecodedBatch {
+            runs,
+            events: events.len(),
+        })
+    }
+
+    /// Applies a decoded batch to fresh read models (see [`Registry::apply_batch`]).
+    pub async fn apply_decoded(
+        &self,
+        conn: &mut PgConnection,
+        batch: &DecodedBatch,
+        selection: &Selection,
+    ) -> Result<(), ProjectionError> {
+        for (kind, decoded) in &batch.runs {
+            if let Some(projectors) = self.by_type.get(kind) {
                 projectors
-                    .apply_batch(conn, &events[start..end], selection)
+                    .apply_decoded(conn, decoded.as_ref(), selection)
                     .await?;
             }
-            start = end;
         }
         Ok(())
     }

@@ -5,13 +5,16 @@
 //! are moved into `read` in one transaction. Clients never see an empty or half-built read model, and the service
 //! keeps serving throughout.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::database::READ_SCHEMA;
-use crate::projector::{ProjectionError, Registry, Selection, StoredEvent, StoredJson};
+use crate::projector::{
+    DecodedBatch, ProjectionError, Registry, Selection, StoredEvent, StoredJson,
+};
 
 const REBUILD_SCHEMA: &str = "read_rebuild";
 const RETIRED_SCHEMA: &str = "read_retired";
@@ -58,7 +61,7 @@ pub enum ReplayError {
 /// Rebuilds the selected projections (all when `names` is empty) and swaps them in.
 pub async fn rebuild(
     pool: &PgPool,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     names: &[String],
 ) -> Result<RebuildReport, ReplayError> {
     let started = Instant::now();
@@ -108,7 +111,7 @@ pub async fn rebuild(
 
 async fn build_and_swap(
     pool: &PgPool,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     selection: &Selection,
     aggregate_types: &[&'static str],
     tables: &[&str],
@@ -121,10 +124,11 @@ async fn build_and_swap(
         sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
             .fetch_one(&mut *writer)
             .await?;
-    // Reading and decoding the next batch overlaps with applying this one.
-    let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<StoredEvent>>(2);
+    // Reading and decoding the next batch (another task, so another thread) overlaps with applying this one.
+    let (batches, mut incoming) = tokio::sync::mpsc::channel::<DecodedBatch>(2);
     let mut reader = pool.acquire().await?;
     let types: Vec<&'static str> = aggregate_types.to_vec();
+    let decoder = registry.clone();
     let reading = tokio::spawn(async move {
         let sql = events_sql("<");
         let mut rows = sqlx::query(&sql)
@@ -135,14 +139,15 @@ async fn build_and_swap(
         while let Some(row) = rows.try_next().await? {
             batch.push(stored(&row));
             if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                if batches.send(full).await.is_err() {
+                let decoded = decoder.decode(&batch)?;
+                batch.clear();
+                if batches.send(decoded).await.is_err() {
                     return Ok(());
                 }
             }
         }
-        let _ = batches.send(batch).await;
-        Ok::<(), sqlx::Error>(())
+        let _ = batches.send(decoder.decode(&batch)?).await;
+        Ok::<(), ReplayError>(())
     });
     let mut applied = 0;
     let mut batches = 0_u32;
@@ -317,20 +322,23 @@ async fn create_secondary_indexes(
     Ok(())
 }
 
-/// Applies a batch in a transaction of its own into the rebuild schema.
+/// Applies a decoded batch in a transaction of its own into the rebuild schema.
 async fn apply_batch(
     conn: &mut PgConnection,
     registry: &Registry,
     selection: &Selection,
-    events: &[StoredEvent],
+    batch: &DecodedBatch,
 ) -> Result<u64, ReplayError> {
-    if events.is_empty() {
+    if batch.events() == 0 {
         return Ok(0);
     }
     let mut tx = sqlx::Connection::begin(conn).await?;
-    let applied = apply_in(&mut tx, registry, selection, events).await?;
+    sqlx::query(&format!("SET LOCAL search_path = {REBUILD_SCHEMA}, public"))
+        .execute(&mut *tx)
+        .await?;
+    registry.apply_decoded(&mut tx, batch, selection).await?;
     tx.commit().await?;
-    Ok(applied)
+    Ok(batch.events() as u64)
 }
 
 /// Applies events into the rebuild schema. The rebuild tables start empty and see each event once, so nothing

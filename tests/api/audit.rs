@@ -369,9 +369,13 @@ async fn metrics_and_projection_status_show_missing_streams() {
         .unwrap()
         .clone();
     assert_eq!(builds["missingStreams"], 1);
-    projections::replay::rebuild(&app.pool, &projections::Registry::standard(), &[])
-        .await
-        .unwrap();
+    projections::replay::rebuild(
+        &app.pool,
+        &std::sync::Arc::new(projections::Registry::standard()),
+        &[],
+    )
+    .await
+    .unwrap();
     let data = app
         .graphql_ok(
             &org.key,

@@ -141,7 +141,7 @@ async fn a_process_killed_mid_command_leaves_nothing_half_written() {
         .unwrap();
     assert_eq!(answer["outcome"], "queued");
     let before = dump_read_models(&app.pool).await;
-    replay::rebuild(&app.pool, &Registry::standard(), &[])
+    replay::rebuild(&app.pool, &std::sync::Arc::new(Registry::standard()), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -332,7 +332,7 @@ async fn rebuilt_read_models_equal_the_live_ones() {
         "the workload left data"
     );
 
-    let report = replay::rebuild(&app.pool, &Registry::standard(), &[])
+    let report = replay::rebuild(&app.pool, &std::sync::Arc::new(Registry::standard()), &[])
         .await
         .unwrap();
     assert!(report.events > 20);
@@ -340,7 +340,7 @@ async fn rebuilt_read_models_equal_the_live_ones() {
 
     replay::rebuild(
         &app.pool,
-        &Registry::standard(),
+        &std::sync::Arc::new(Registry::standard()),
         &["releases".to_owned(), "builds".to_owned()],
     )
     .await
@@ -351,9 +351,13 @@ async fn rebuilt_read_models_equal_the_live_ones() {
         "a partial rebuild too"
     );
 
-    let error = replay::rebuild(&app.pool, &Registry::standard(), &["nope".to_owned()])
-        .await
-        .unwrap_err();
+    let error = replay::rebuild(
+        &app.pool,
+        &std::sync::Arc::new(Registry::standard()),
+        &["nope".to_owned()],
+    )
+    .await
+    .unwrap_err();
     assert!(error.to_string().contains("no projection named `nope`"));
 
     // A rebuilt read model serves and takes new events like the old one.
@@ -425,7 +429,7 @@ async fn a_rebuild_while_serving_never_shows_empty_or_half_built_read_models() {
             }
         })
     };
-    replay::rebuild(&app.pool, &Registry::standard(), &[])
+    replay::rebuild(&app.pool, &std::sync::Arc::new(Registry::standard()), &[])
         .await
         .unwrap();
     writer.await.unwrap();
@@ -451,7 +455,7 @@ async fn a_rebuild_while_serving_never_shows_empty_or_half_built_read_models() {
         "deliveries during the rebuild are in"
     );
     let live = dump_read_models(&app.pool).await;
-    replay::rebuild(&app.pool, &Registry::standard(), &[])
+    replay::rebuild(&app.pool, &std::sync::Arc::new(Registry::standard()), &[])
         .await
         .unwrap();
     assert_eq!(dump_read_models(&app.pool).await, live);
