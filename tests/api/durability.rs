@@ -141,7 +141,7 @@ async fn a_process_killed_mid_command_leaves_nothing_half_written() {
         .unwrap();
     assert_eq!(answer["outcome"], "queued");
     let before = dump_read_models(&app.pool).await;
-    replay::rebuild(&app.pool, &std::sync::Arc::new(Registry::standard()), &[])
+    replay::rebuild(&app.pool, &Arc::new(Registry::standard()), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -332,7 +332,7 @@ async fn rebuilt_read_models_equal_the_live_ones() {
         "the workload left data"
     );
 
-    let report = replay::rebuild(&app.pool, &std::sync::Arc::new(Registry::standard()), &[])
+    let report = replay::rebuild(&app.pool, &Arc::new(Registry::standard()), &[])
         .await
         .unwrap();
     assert!(report.events > 20);
@@ -340,7 +340,7 @@ async fn rebuilt_read_models_equal_the_live_ones() {
 
     replay::rebuild(
         &app.pool,
-        &std::sync::Arc::new(Registry::standard()),
+        &Arc::new(Registry::standard()),
         &["releases".to_owned(), "builds".to_owned()],
     )
     .await
@@ -353,7 +353,7 @@ async fn rebuilt_read_models_equal_the_live_ones() {
 
     let error = replay::rebuild(
         &app.pool,
-        &std::sync::Arc::new(Registry::standard()),
+        &Arc::new(Registry::standard()),
         &["nope".to_owned()],
     )
     .await
@@ -429,7 +429,7 @@ async fn a_rebuild_while_serving_never_shows_empty_or_half_built_read_models() {
             }
         })
     };
-    replay::rebuild(&app.pool, &std::sync::Arc::new(Registry::standard()), &[])
+    replay::rebuild(&app.pool, &Arc::new(Registry::standard()), &[])
         .await
         .unwrap();
     writer.await.unwrap();
@@ -455,7 +455,7 @@ async fn a_rebuild_while_serving_never_shows_empty_or_half_built_read_models() {
         "deliveries during the rebuild are in"
     );
     let live = dump_read_models(&app.pool).await;
-    replay::rebuild(&app.pool, &std::sync::Arc::new(Registry::standard()), &[])
+    replay::rebuild(&app.pool, &Arc::new(Registry::standard()), &[])
         .await
         .unwrap();
     assert_eq!(dump_read_models(&app.pool).await, live);
@@ -601,4 +601,44 @@ async fn concurrent_commands_commit_together_and_fail_alone() {
         .await,
         2 * 50
     );
+}
+
+#[tokio::test]
+async fn a_rebuild_stops_at_an_event_it_cannot_read_and_leaves_the_read_models_as_they_were() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let delivered = app
+        .webhook(&Auth::Bearer(org.key.clone()), &payload(CHAT_2022))
+        .await;
+    assert_eq!(delivered.body["outcome"], "queued");
+    let live = dump_read_models(&app.pool).await;
+    // An event of a type no version of the service wrote, as a damaged or foreign row would be.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
+            organization_id, hash)
+         SELECT aggregate_type, aggregate_id, 3, 'Unheard', '1.0', '{\"Unheard\": {}}', metadata,
+            organization_id, 'x'
+         FROM events WHERE aggregate_type = 'BuildQueue' AND sequence = 2",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let error = replay::rebuild(&app.pool, &Arc::new(Registry::standard()), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("#3 does not deserialize"),
+        "{error}"
+    );
+    assert_eq!(dump_read_models(&app.pool).await, live);
+    // The next rebuild is not blocked by the failed one.
+    sqlx::query("DELETE FROM events WHERE event_type = 'Unheard'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    replay::rebuild(&app.pool, &Arc::new(Registry::standard()), &[])
+        .await
+        .unwrap();
+    assert_eq!(dump_read_models(&app.pool).await, live);
 }
