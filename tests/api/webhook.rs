@@ -500,6 +500,13 @@ async fn the_delivery_log_shows_an_organization_its_own_deliveries_without_secre
             .await
             .unwrap();
     assert_eq!(unauthorized, 1, "refused deliveries are recorded too");
+    let versions: Vec<i32> = sqlx::query_scalar(
+        "SELECT DISTINCT get_byte(uuid_send(delivery_id), 6) >> 4 FROM deliveries",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(versions, [7], "delivery ids are time-ordered (UUID v7)");
     let dump: String = sqlx::query_scalar("SELECT string_agg(d::text, ' ') FROM deliveries d")
         .fetch_one(&app.pool)
         .await
