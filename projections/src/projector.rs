@@ -272,18 +272,6 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Applies events to fresh read models (a rebuild), in runs of one aggregate type so that each projector can
-    /// work set-based; runs keep their order, so effects across types (a release before its builds) hold.
-    pub async fn apply_batch(
-        &self,
-        conn: &mut PgConnection,
-        events: &[StoredEvent],
-        selection: &Selection,
-    ) -> Result<(), ProjectionError> {
-        let decoded = self.decode(events)?;
-        self.apply_decoded(conn, &decoded, selection).await
-    }
-
     /// Decodes events for [`Registry::apply_decoded`], in runs of one aggregate type; events of types without
     /// projectors are left out.
     pub fn decode(&self, events: &[StoredEvent]) -> Result<DecodedBatch, ProjectionError> {
@@ -301,7 +289,8 @@ impl Registry {
         })
     }
 
-    /// Applies a decoded batch to fresh read models (see [`Registry::apply_batch`]).
+    /// Applies a decoded batch to fresh read models (a rebuild), run by run so that each projector can work
+    /// set-based; runs keep their order, so effects across types (a release before its builds) hold.
     pub async fn apply_decoded(
         &self,
         conn: &mut PgConnection,

@@ -185,7 +185,7 @@ async fn build_and_swap(
         .iter()
         .map(stored)
         .collect();
-    let caught_up = apply_in(&mut tx, registry, selection, &late).await?;
+    let caught_up = apply_in(&mut tx, registry, selection, &registry.decode(&late)?).await?;
     sqlx::query(&format!("CREATE SCHEMA {RETIRED_SCHEMA}"))
         .execute(&mut *tx)
         .await?;
@@ -333,12 +333,9 @@ async fn apply_batch(
         return Ok(0);
     }
     let mut tx = sqlx::Connection::begin(conn).await?;
-    sqlx::query(&format!("SET LOCAL search_path = {REBUILD_SCHEMA}, public"))
-        .execute(&mut *tx)
-        .await?;
-    registry.apply_decoded(&mut tx, batch, selection).await?;
+    let applied = apply_in(&mut tx, registry, selection, batch).await?;
     tx.commit().await?;
-    Ok(batch.events() as u64)
+    Ok(applied)
 }
 
 /// Applies events into the rebuild schema. The rebuild tables start empty and see each event once, so nothing
@@ -347,16 +344,16 @@ async fn apply_in(
     conn: &mut PgConnection,
     registry: &Registry,
     selection: &Selection,
-    events: &[StoredEvent],
+    batch: &DecodedBatch,
 ) -> Result<u64, ReplayError> {
-    if events.is_empty() {
+    if batch.events() == 0 {
         return Ok(0);
     }
     sqlx::query(&format!("SET LOCAL search_path = {REBUILD_SCHEMA}, public"))
         .execute(&mut *conn)
         .await?;
-    registry.apply_batch(conn, events, selection).await?;
-    Ok(events.len() as u64)
+    registry.apply_decoded(conn, batch, selection).await?;
+    Ok(batch.events() as u64)
 }
 
 /// Where a projection keeps one row per stream of an aggregate type: the table, its key column, and the event

@@ -121,10 +121,10 @@ impl TestStatus {
 
 /// One test result as a CI pipeline reported it. The text fields are the sources of the spec's work-item field
 /// mappings (title, priority, steps, tester notes, environment).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 ///
 /// Absent fields are left out of the stored event (older events spell them `null`; both read back as `None`): an
 /// upload may hold 100,000 results, and the nulls were a third of its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestResult {
     pub test_result_id: Uuid,
     pub title: String,

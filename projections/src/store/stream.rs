@@ -7,7 +7,7 @@ use sqlx::{PgPool, Row};
 use super::CommandError;
 
 /// An aggregate as its stored events leave it.
-pub(crate) struct Stream<A> {
+pub(super) struct Stream<A> {
     pub aggregate: A,
     /// The sequence of the last stored event; 0 for a new stream.
     pub last_sequence: i64,
