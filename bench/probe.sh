@@ -6,7 +6,8 @@
 #   bench/probe.sh memory    # the run's ingest phases (300 x 1,000 results, 10,000, 100,000): VmHWM after each
 #   bench/probe.sh replay    # N builds (default 50000) by webhook, then `lathe replay` timed
 #   bench/probe.sh rate      # N deliveries closed loop, then RATE/s (default half the closed loop's) open loop for
-#                            # 20 s: p50, p99, p99.9 and the seconds in which requests took over 50 ms.
+#                            # 20 s: p50, p99, p99.9, the seconds in which requests took over 50 ms, and how
+#                            # busy the machine was (of both cores) during the open loop.
 #                            # BEFORE_RATE="SQL" runs in the database between the two (e.g. "CHECKPOINT")
 #
 # Needs what bench/run.sh needs, and its release binaries (`bench/run.sh` builds them; or `cargo build --release
@@ -66,10 +67,13 @@ rate)
     MAX=$(webhooks "${N:-60000}" | tee /dev/stderr | jq -r '.ok_rps | floor')
     [[ -n ${BEFORE_RATE:-} ]] && "${PG[@]}" -d "$DB" -c "$BEFORE_RATE" >/dev/null
     echo "open loop from $(date -u +%H:%M:%S.%N)" >&2
+    read -r _ u0 n0 s0 i0 w0 _ < /proc/stat
     "${LOAD[@]}" --rate "${RATE:-$((MAX / 2))}" --requests $((${RATE:-$((MAX / 2))} * 20)) --duration 25 \
         --expect '"outcome":"queued"' webhook --template "$FIXTURE" --first-id 10000001 |
         jq -c '{requests, errors, ok_rps, p50: .latency_ms.p50, p99: .latency_ms.p99, p999: .latency_ms.p999,
                 over_50ms_by_second}'
+    read -r _ u1 n1 s1 i1 w1 _ < /proc/stat
+    echo "machine busy during the open loop: $(( 100 * ((u1+n1+s1)-(u0+n0+s0)) / ((u1+n1+s1+i1+w1)-(u0+n0+s0+i0+w0)) )) %" >&2
     ;;
 replay)
     webhooks "${N:-50000}"
