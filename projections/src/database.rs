@@ -109,10 +109,10 @@ impl HeldConnection {
 
 /// Settings of every pooled connection:
 /// - the read models are found first, then the event store (`search_path`);
-/// - table pages this connection writes out of PostgreSQL's buffers are handed to the disk every 256 kB
-///   (`backend_flush_after`) instead of piling up in the kernel's cache. Left there, they were written all at once
-///   30 s later (hundreds of MB after a burst of deliveries), and every commit's log flush waited behind them:
-///   stalls of 50-150 ms that made up the webhook's p99 (measured with `bench/probe.sh rate`).
+/// - table pages this connection writes out of PostgreSQL's buffers (evicting them) are handed to the disk every
+///   256 kB (`backend_flush_after`) instead of piling up in the kernel's cache, to be written all at once 30 s later
+///   with every commit's log flush queued behind (stalls of 50-150 ms in the webhook's p99). The zero-filled blocks
+///   of a table's extension are not reached by it (see docs/PERFORMANCE.md, fourth session).
 fn connect_options(url: &str) -> Result<PgConnectOptions, DatabaseError> {
     Ok(PgConnectOptions::from_str(url)
         .map_err(DatabaseError::Connect)?
