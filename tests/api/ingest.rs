@@ -357,6 +357,74 @@ async fn ingest_needs_a_key_with_builds_create() {
     assert_eq!(answer.status, 401);
 }
 
+/// Uploads for builds the webhook made and deliveries of new builds, all at once: the group commit then mixes, in
+/// one transaction, commands that start streams with uploads first decided as new builds (two of whose three events
+/// find their sequences taken; /metrics showed the 32 concurrent appends in 5-7 transactions). Each upload is stored
+/// once, after its build's two events, and every new build whole.
+#[tokio::test]
+async fn uploads_for_existing_builds_among_new_builds_each_store_whole() {
+    const BUILDS: u64 = 16;
+    let (app, _org, auth) = setup().await;
+    let template = payload("build.complete.msdocs-2022.json");
+    let delivery = |id: u64| {
+        let mut delivery = template.clone();
+        delivery["resource"]["id"] = json!(id);
+        delivery
+    };
+    for id in 1..=BUILDS {
+        let answer = app.webhook(&auth, &delivery(id)).await;
+        assert_eq!(answer.body["outcome"], "queued", "{answer:?}");
+    }
+    let uploads: Vec<Value> = (1..=BUILDS)
+        .map(|id| {
+            let mut body = pipeline_body(results(3));
+            body["azure_build_id"] = json!(id.to_string());
+            body["azure_collection_url"] = json!("https://dev.azure.com/FabrikamFiber/");
+            body
+        })
+        .collect();
+    let new_builds: Vec<Value> = (BUILDS + 1..=2 * BUILDS).map(delivery).collect();
+    let (uploaded, delivered) = tokio::join!(
+        futures::future::join_all(uploads.iter().map(|body| app.ingest(&auth, body, &[]))),
+        futures::future::join_all(new_builds.iter().map(|body| app.webhook(&auth, body))),
+    );
+    for answer in &uploaded {
+        assert_eq!(answer.body["outcome"], "attached", "{answer:?}");
+    }
+    for answer in &delivered {
+        assert_eq!(answer.body["outcome"], "queued", "{answer:?}");
+    }
+
+    let streams: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT events, count(*) FROM (
+             SELECT string_agg(event_type, ',' ORDER BY sequence) AS events FROM events
+             WHERE aggregate_type = 'BuildQueue' GROUP BY aggregate_id) AS streams
+         GROUP BY events ORDER BY events",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        streams,
+        [
+            ("BuildReceived,BuildQueued".to_owned(), BUILDS as i64),
+            (
+                "BuildReceived,BuildQueued,TestResultsRecorded".to_owned(),
+                BUILDS as i64
+            ),
+        ]
+    );
+    assert_eq!(stored_results(&app).await, 3 * BUILDS as i64);
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(open, 0, "connections idle in a transaction");
+}
+
 /// Large payloads (an upload's results) are compressed with lz4 where the server has it: pglz cost the database
 /// three times the CPU for the same size.
 #[tokio::test]
