@@ -326,13 +326,27 @@ case $REPLAY_STATUS in
     *) R_MEASURED="not available"; R_X="—"; R_VERDICT=SKIP ;;
 esac
 
+# The kernel's writeback settings decide when table pages PostgreSQL left in the page cache reach the disk, in one
+# burst (see docs/PERFORMANCE.md, fourth session): printed, never changed.
+writeback_settings() {
+    local bytes ratio expire
+    bytes=$(cat /proc/sys/vm/dirty_background_bytes 2>/dev/null || echo 0)
+    ratio=$(cat /proc/sys/vm/dirty_background_ratio 2>/dev/null || echo 0)
+    expire=$(cat /proc/sys/vm/dirty_expire_centisecs 2>/dev/null || echo 0)
+    if [[ $bytes != 0 ]]; then
+        echo "kernel writeback from $((bytes / 1048576)) MB dirty or after $((expire / 100)) s"
+    else
+        echo "kernel writeback from $ratio % of memory dirty or after $((expire / 100)) s"
+    fi
+}
+
 COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':(exclude)bench' ':(exclude)docs' 2>/dev/null || echo "+changes")
 {
     echo "Run $STAMP, commit $COMMIT, \`bench/run.sh\`"
     echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores," \
         "$(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)," \
         "PostgreSQL $(sql 'SHOW server_version' | cut -d' ' -f1); service, PostgreSQL and load generator on the same machine;" \
-        "$(fixed "$BUSY_BEFORE" 0) % busy just before the run"
+        "$(fixed "$BUSY_BEFORE" 0) % busy just before the run; $(writeback_settings)"
     echo "Ceiling (pgbench -M prepared, $CONCURRENCY clients, ${CEILING_SECONDS} s, 1 event insert + 1 view upsert per transaction):" \
         "$(thousands "$CEILING_TPS") TPS, mean latency $CEILING_MS ms"
     echo
@@ -348,7 +362,8 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':(exclude)benc
     echo "| 5 | Service peak RSS (VmHWM) over the whole run | $((PEAK_KB / 1024)) MB | — | < 150 MB | $(verdict "$PEAK_KB < 150 * 1024") |"
     echo
     echo "Other percentiles: webhook closed loop p50 $(fixed "$(field webhook .latency_ms.p50)") / p99 $(fixed "$(field webhook .latency_ms.p99)") ms;" \
-        "at $RATE/s p50 $(fixed "$(field webhook-rate .latency_ms.p50)") / p99.9 $(fixed "$(field webhook-rate .latency_ms.p999)") ms;" \
+        "at $RATE/s p50 $(fixed "$(field webhook-rate .latency_ms.p50)") / p99.9 $(fixed "$(field webhook-rate .latency_ms.p999)") ms" \
+        "(requests over 50 ms by second of the phase: $(jq -c '.over_50ms_by_second // {}' "$OUT/webhook-rate.json"));" \
         "queue p99 $(fixed "$(field queue .latency_ms.p99)" 2) ms; ingest 1,000-result call p50 $(fixed "$(field ingest .latency_ms.p50)") / p99 $(fixed "$(field ingest .latency_ms.p99)") ms." \
         "Replay: $REPLAY_NOTE"
     echo

@@ -45,6 +45,17 @@ async fn summary(app: &TestApp, key: &str, build: &str) -> Value {
     data["build"]["testSummary"].clone()
 }
 
+/// Connections left idle inside a transaction (which would hold their rows' locks).
+async fn idle_in_transaction(app: &TestApp) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
 async fn stored_results(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM test_results")
         .fetch_one(&app.pool)
@@ -278,14 +289,11 @@ async fn results_for_an_azure_build_join_the_build_the_webhook_made() {
         stream,
         ["BuildReceived", "BuildQueued", "TestResultsRecorded"]
     );
-    let open: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(open, 0, "connections idle in a transaction");
+    assert_eq!(
+        idle_in_transaction(&app).await,
+        0,
+        "connections idle in a transaction"
+    );
     let data = app
         .graphql_ok(
             &org.key,
@@ -415,14 +423,11 @@ async fn uploads_for_existing_builds_among_new_builds_each_store_whole() {
         ]
     );
     assert_eq!(stored_results(&app).await, 3 * BUILDS as i64);
-    let open: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(open, 0, "connections idle in a transaction");
+    assert_eq!(
+        idle_in_transaction(&app).await,
+        0,
+        "connections idle in a transaction"
+    );
 }
 
 /// Large payloads (an upload's results) are compressed with lz4 where the server has it: pglz cost the database
