@@ -16,12 +16,12 @@
 //! a single append: when it fails (one projection refused its events), it is rolled back and each of its appends is
 //! retried alone, so that every command gets its own answer and no command fails for another's reason.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use uuid::Uuid;
 
 use crate::database::HeldConnection;
@@ -150,8 +150,8 @@ impl Appender {
 /// The batches being committed at this moment, and a signal when one ends.
 #[derive(Default)]
 struct InFlight {
-    batches: std::sync::atomic::AtomicUsize,
-    ended: tokio::sync::Notify,
+    batches: AtomicUsize,
+    ended: Notify,
 }
 
 /// Counts a batch as being committed until dropped.
