@@ -48,8 +48,14 @@ pub enum Command {
         #[arg(long = "projection", value_name = "NAME")]
         projections: Vec<String>,
     },
-    /// Walks every stream's hash chain and reports the first broken link (exit status 1 when there is one).
-    Verify,
+    /// Walks every stream's hash chain and reports the first broken link (exit status 1 when there is one), then
+    /// prints a seal of the history it verified, for the auditor to keep outside the database.
+    Verify {
+        /// A seal an earlier `lathe verify` printed: also prove that nothing committed before it has been deleted,
+        /// cut off, inserted or rewritten since (exit status 1 when something has).
+        #[arg(long, value_name = "SEAL")]
+        seal: Option<audit::Seal>,
+    },
     /// Writes the event history as NDJSON (one event per line, in commit order) to standard output.
     ExportEvents {
         /// Only events recorded at or after this time (RFC 3339).
@@ -120,14 +126,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.caught_up,
             );
         }
-        Command::Verify => {
+        Command::Verify { seal } => {
             let pool = prepare(&cli.settings).await?;
-            let report = audit::verify(&pool).await?;
+            let report = audit::verify(&pool, seal.as_ref()).await?;
             match report.first_broken {
-                None => println!(
-                    "ok: {} events in {} streams, every link intact",
-                    report.events_checked, report.streams_checked
-                ),
+                None => {
+                    println!(
+                        "ok: {} events in {} streams, every link intact",
+                        report.events_checked, report.streams_checked
+                    );
+                    if let Some(new) = &report.seal {
+                        println!("seal: {new}");
+                    }
+                    match (seal, report.matches_seal) {
+                        (Some(earlier), Some(true)) => println!(
+                            "seal {earlier} holds: the {} events committed before transaction {} are the sealed ones",
+                            earlier.events, earlier.horizon
+                        ),
+                        (Some(earlier), _) => {
+                            println!(
+                                "SEAL BROKEN: the events committed before transaction {} are not the {} sealed in \
+                                 {earlier}: history was deleted, cut off, inserted or rewritten since",
+                                earlier.horizon, earlier.events
+                            );
+                            std::process::exit(1);
+                        }
+                        (None, _) => {}
+                    }
+                }
                 Some(broken) => {
                     println!(
                         "BROKEN: {}/{} sequence {} (position {}) does not match its chain; {} events checked",

@@ -10,6 +10,11 @@ use uuid::Uuid;
 
 use crate::Page;
 
+mod seal;
+
+pub use seal::Seal;
+use seal::Sealing;
+
 /// The stored fields of an event that its link covers, as the exact text stored.
 #[derive(Debug, Clone, Copy)]
 pub struct Chained<'a> {
@@ -60,6 +65,11 @@ pub struct Verification {
     pub events_checked: u64,
     pub streams_checked: u64,
     pub first_broken: Option<BrokenLink>,
+    /// A seal of the history just verified, for the auditor to keep (none when a link is broken).
+    pub seal: Option<Seal>,
+    /// Whether the history committed before the given seal's horizon is still the sealed one (when a seal was
+    /// given and every link is intact).
+    pub matches_seal: Option<bool>,
 }
 
 /// How many events the store holds.
@@ -70,18 +80,32 @@ pub async fn event_count(pool: &PgPool) -> Result<i64, sqlx::Error> {
 }
 
 /// Walks every stream's chain in sequence order and reports the first broken link (and stops there: everything
-/// after a broken link is unproven).
-pub async fn verify(pool: &PgPool) -> Result<Verification, sqlx::Error> {
+/// after a broken link is unproven). When every link holds, it seals what it verified and, given an earlier
+/// seal, checks that the history before that seal's horizon is still the sealed one.
+pub async fn verify(pool: &PgPool, earlier: Option<&Seal>) -> Result<Verification, sqlx::Error> {
+    // One snapshot for the horizon and the walk, so that the seal covers exactly the events the walk saw.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let horizon: String =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            .fetch_one(&mut *tx)
+            .await?;
+    let mut sealing = Sealing::new(parse_transaction(&horizon)?);
+    let mut checking = earlier.map(|seal| Sealing::new(seal.horizon));
     let mut rows = sqlx::query(
         "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload::text AS payload,
-            metadata::text AS metadata, hash, position
+            metadata::text AS metadata, hash, position, transaction_id::text AS transaction_id
          FROM events ORDER BY aggregate_type, aggregate_id, sequence",
     )
-    .fetch(pool);
+    .fetch(&mut *tx);
     let mut report = Verification {
         events_checked: 0,
         streams_checked: 0,
         first_broken: None,
+        seal: None,
+        matches_seal: None,
     };
     let mut stream: Option<(String, String)> = None;
     let mut previous = String::new();
@@ -92,7 +116,9 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, sqlx::Error> {
         let sequence: i64 = row.get("sequence");
         let key = (aggregate_type.clone(), aggregate_id.clone());
         if stream.as_ref() != Some(&key) {
-            stream = Some(key);
+            if let Some((kind, id)) = stream.replace(key) {
+                end_stream(&mut sealing, &mut checking, &kind, &id);
+            }
             previous.clear();
             expected_sequence = 1;
             report.streams_checked += 1;
@@ -121,10 +147,35 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, sqlx::Error> {
             });
             return Ok(report);
         }
+        let transaction = parse_transaction(row.get("transaction_id"))?;
+        sealing.event(sequence, &stored, transaction);
+        if let Some(checking) = &mut checking {
+            checking.event(sequence, &stored, transaction);
+        }
         previous = stored;
         expected_sequence += 1;
     }
+    if let Some((kind, id)) = stream {
+        end_stream(&mut sealing, &mut checking, &kind, &id);
+    }
+    report.seal = Some(sealing.finish());
+    report.matches_seal = earlier
+        .zip(checking)
+        .map(|(seal, checking)| checking.finish() == *seal);
     Ok(report)
+}
+
+fn end_stream(sealing: &mut Sealing, checking: &mut Option<Sealing>, kind: &str, id: &str) {
+    sealing.end_stream(kind, id);
+    if let Some(checking) = checking {
+        checking.end_stream(kind, id);
+    }
+}
+
+/// A transaction id (`xid8`) from its text.
+fn parse_transaction(text: &str) -> Result<u64, sqlx::Error> {
+    text.parse()
+        .map_err(|_| sqlx::Error::Protocol(format!("not a transaction id: {text:?}")))
 }
 
 /// One stored event, as auditors read it.

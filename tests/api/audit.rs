@@ -202,7 +202,7 @@ async fn verify_reports_the_first_broken_link_after_a_stored_event_is_edited() {
     let id = answer.body["queuedBuildId"].as_str().unwrap().to_owned();
     app.create_project(&org.key, "Web").await;
 
-    let report = audit::verify(&app.pool).await.unwrap();
+    let report = audit::verify(&app.pool, None).await.unwrap();
     assert_eq!(report.first_broken, None);
     assert!(report.events_checked >= 5);
     let output = run_cli(&app.database_url, &["verify"]);
@@ -218,7 +218,7 @@ async fn verify_reports_the_first_broken_link_after_a_stored_event_is_edited() {
     .execute(&app.pool)
     .await
     .unwrap();
-    let report = audit::verify(&app.pool).await.unwrap();
+    let report = audit::verify(&app.pool, None).await.unwrap();
     let broken = report.first_broken.expect("the edit is found");
     assert_eq!(
         (
@@ -252,7 +252,7 @@ async fn verify_reports_a_deleted_event() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let broken = audit::verify(&app.pool)
+    let broken = audit::verify(&app.pool, None)
         .await
         .unwrap()
         .first_broken
@@ -261,6 +261,105 @@ async fn verify_reports_a_deleted_event() {
         (broken.aggregate_id.as_str(), broken.sequence),
         (id.as_str(), 2)
     );
+}
+
+/// A seal covering every event stored so far. The horizon is the oldest transaction still running on the whole
+/// server, so another test's open transaction can leave the newest events out for a moment: asked again until
+/// none is.
+async fn seal_of_everything(app: &lathe_tests::TestApp) -> audit::Seal {
+    let stored = audit::event_count(&app.pool).await.unwrap() as u64;
+    for _ in 0..100 {
+        let report = audit::verify(&app.pool, None).await.unwrap();
+        assert_eq!(report.first_broken, None);
+        let seal = report.seal.expect("an intact history is sealed");
+        if seal.events == stored {
+            return seal;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the seal never covered all {stored} events");
+}
+
+#[tokio::test]
+async fn a_seal_shows_events_cut_from_a_streams_end_which_the_chains_cannot() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let answer = app
+        .webhook(
+            &Auth::Bearer(org.key.clone()),
+            &payload("build.complete.msdocs-2022.json"),
+        )
+        .await;
+    let id = answer.body["queuedBuildId"].as_str().unwrap().to_owned();
+    let seal = seal_of_everything(&app).await;
+
+    // History appended after the seal leaves it holding.
+    app.create_project(&org.key, "Web").await;
+    let report = audit::verify(&app.pool, Some(&seal)).await.unwrap();
+    assert_eq!(report.matches_seal, Some(true));
+    let new_seal = seal_of_everything(&app).await;
+    assert!(new_seal.events > seal.events, "{new_seal} after {seal}");
+
+    // The build's last event removed: its chain still holds from the first event to the new last one.
+    sqlx::query(
+        "DELETE FROM events WHERE aggregate_type = 'BuildQueue' AND aggregate_id = $1 AND sequence = 2",
+    )
+    .bind(&id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let report = audit::verify(&app.pool, Some(&seal)).await.unwrap();
+    assert_eq!(report.first_broken, None, "every remaining chain is intact");
+    assert_eq!(report.matches_seal, Some(false));
+}
+
+#[tokio::test]
+async fn lathe_verify_prints_a_seal_and_a_later_check_finds_a_deleted_stream() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let answer = app
+        .webhook(
+            &Auth::Bearer(org.key.clone()),
+            &payload("build.complete.msdocs-2022.json"),
+        )
+        .await;
+    let id = answer.body["queuedBuildId"].as_str().unwrap().to_owned();
+    let expected = seal_of_everything(&app).await;
+    let output = run_cli(&app.database_url, &["verify"]);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let printed = text
+        .lines()
+        .find_map(|line| line.strip_prefix("seal: "))
+        .unwrap_or_else(|| panic!("no seal in {text}"));
+    assert_eq!(
+        printed.parse::<audit::Seal>().unwrap().events,
+        expected.events
+    );
+
+    let output = run_cli(&app.database_url, &["verify", "--seal", printed]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("holds"));
+
+    // The whole stream of a build deleted: no chain shows it, the seal does.
+    sqlx::query("DELETE FROM events WHERE aggregate_type = 'BuildQueue' AND aggregate_id = $1")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let output = run_cli(&app.database_url, &["verify"]);
+    assert!(output.status.success(), "the chains alone: {output:?}");
+    let output = run_cli(&app.database_url, &["verify", "--seal", printed]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("SEAL BROKEN"));
+
+    let output = run_cli(&app.database_url, &["verify", "--seal", "not-a-seal"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a malformed seal is a usage error: {output:?}"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("a seal reads"));
 }
 
 #[tokio::test]
