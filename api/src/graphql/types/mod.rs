@@ -1,0 +1,114 @@
+//! GraphQL output types over the read-model rows.
+
+mod builds;
+mod deliveries;
+mod keys;
+mod projects;
+mod releases;
+
+use async_graphql::SimpleObject;
+use chrono::{DateTime, Utc};
+
+use projections::deliveries::DeliveryRow;
+use projections::{builds::BuildRow, releases::ReleaseRow, Page};
+
+use super::cursor;
+
+pub use builds::*;
+pub use deliveries::*;
+pub use keys::*;
+pub use projects::*;
+pub use releases::*;
+
+macro_rules! connection_type {
+    ($connection:ident, $edge:ident, $node:ty) => {
+        /// A page of results with keyset cursors.
+        #[derive(SimpleObject)]
+        pub struct $connection {
+            pub edges: Vec<$edge>,
+            pub page_info: PageInfo,
+        }
+
+        /// One result and its cursor.
+        #[derive(SimpleObject)]
+        pub struct $edge {
+            pub cursor: String,
+            pub node: $node,
+        }
+
+        impl From<(Vec<(String, $node)>, PageInfo)> for $connection {
+            fn from((items, page_info): (Vec<(String, $node)>, PageInfo)) -> Self {
+                Self {
+                    edges: items
+                        .into_iter()
+                        .map(|(cursor, node)| $edge { cursor, node })
+                        .collect(),
+                    page_info,
+                }
+            }
+        }
+    };
+}
+
+connection_type!(QueuedBuildConnection, QueuedBuildEdge, QueuedBuild);
+connection_type!(BuildConnection, BuildEdge, Build);
+connection_type!(ReleaseConnection, ReleaseEdge, Release);
+connection_type!(TestResultConnection, TestResultEdge, TestResult);
+connection_type!(DeliveryConnection, DeliveryEdge, Delivery);
+
+/// Where a page ends.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    /// Pass as `after` to read the next page.
+    pub end_cursor: Option<String>,
+}
+
+/// Turns a read-model page into a connection, with cursors made from each row's sort key.
+pub fn connection<R, N, C>(
+    page: Page<R>,
+    sort_time: impl Fn(&R) -> DateTime<Utc>,
+    node: impl Fn(R) -> N,
+) -> C
+where
+    R: RowId,
+    C: From<(Vec<(String, N)>, PageInfo)>,
+{
+    let has_next_page = page.has_next_page;
+    let items: Vec<(String, N)> = page
+        .items
+        .into_iter()
+        .map(|row| (cursor::encode(sort_time(&row), row.row_id()), node(row)))
+        .collect();
+    let end_cursor = items.last().map(|(cursor, _)| cursor.clone());
+    C::from((
+        items,
+        PageInfo {
+            has_next_page,
+            end_cursor,
+        },
+    ))
+}
+
+/// The id a row's cursor is made from.
+pub trait RowId {
+    fn row_id(&self) -> uuid::Uuid;
+}
+
+impl RowId for BuildRow {
+    fn row_id(&self) -> uuid::Uuid {
+        self.build_id
+    }
+}
+
+impl RowId for DeliveryRow {
+    fn row_id(&self) -> uuid::Uuid {
+        self.delivery_id
+    }
+}
+
+impl RowId for ReleaseRow {
+    fn row_id(&self) -> uuid::Uuid {
+        self.release_id
+    }
+}

@@ -1,0 +1,107 @@
+//! Releases as GraphQL objects.
+
+use async_graphql::{ComplexObject, Context, Enum, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+
+use projections::releases::ReleaseRow;
+use projections::{builds, projects};
+
+use super::{connection, Build, BuildConnection, Project};
+use crate::error::ApiError;
+use crate::graphql::cursor;
+use crate::state::AppState;
+
+/// A release's stage.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReleaseStatus {
+    Active,
+    Completed,
+    Archived,
+}
+
+impl From<domain::release::ReleaseStatus> for ReleaseStatus {
+    fn from(status: domain::release::ReleaseStatus) -> Self {
+        match status {
+            domain::release::ReleaseStatus::Active => Self::Active,
+            domain::release::ReleaseStatus::Completed => Self::Completed,
+            domain::release::ReleaseStatus::Archived => Self::Archived,
+        }
+    }
+}
+
+impl From<ReleaseStatus> for domain::release::ReleaseStatus {
+    fn from(status: ReleaseStatus) -> Self {
+        match status {
+            ReleaseStatus::Active => Self::Active,
+            ReleaseStatus::Completed => Self::Completed,
+            ReleaseStatus::Archived => Self::Archived,
+        }
+    }
+}
+
+/// A release of a project.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Release {
+    #[graphql(skip)]
+    pub row: ReleaseRow,
+    pub id: ID,
+    pub project_id: ID,
+    pub name: String,
+    pub status: ReleaseStatus,
+    pub build_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+impl From<ReleaseRow> for Release {
+    fn from(row: ReleaseRow) -> Self {
+        Self {
+            id: ID(row.release_id.to_string()),
+            project_id: ID(row.project_id.to_string()),
+            name: row.name.clone(),
+            status: row.status().into(),
+            build_count: row.build_count,
+            created_at: row.created_at,
+            completed_at: row.completed_at,
+            archived_at: row.archived_at,
+            row,
+        }
+    }
+}
+
+#[ComplexObject]
+impl Release {
+    async fn project(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Project>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let project = projects::find(&state.pool, self.row.organization_id, self.row.project_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(project.map(Project))
+    }
+
+    /// The release's builds, newest first.
+    async fn builds(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<BuildConnection> {
+        let state = ctx.data_unchecked::<AppState>();
+        let limit = cursor::page_size(first)?;
+        let page = builds::release_page(
+            &state.pool,
+            self.row.release_id,
+            cursor::after(after)?,
+            limit,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(connection(
+            page,
+            |row| row.added_to_release_at.unwrap_or(row.received_at),
+            Build,
+        ))
+    }
+}
