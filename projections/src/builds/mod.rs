@@ -1,0 +1,132 @@
+//! Read model of builds: every build received, the queue (builds with a queue status) and the builds of each
+//! release, in one table with an index per slice.
+
+mod projector;
+mod received;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::Page;
+
+pub use projector::BuildsProjector;
+
+/// Status of a build in the queue, as stored in `builds.queue_status`.
+pub mod queue_status {
+    pub const PENDING: &str = "pending";
+    pub const ASSIGNED: &str = "assigned";
+    pub const REJECTED: &str = "rejected";
+}
+
+/// A build as the API shows it, in the queue or in a release.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BuildRow {
+    pub build_id: Uuid,
+    pub organization_id: Uuid,
+    pub source: String,
+    pub build_name: String,
+    pub project_id: Option<Uuid>,
+    pub branch: Option<String>,
+    pub commit_sha: Option<String>,
+    pub pull_request_number: Option<i64>,
+    pub pull_request_repository_id: Option<String>,
+    pub url: Option<String>,
+    pub result: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub queue_status: Option<String>,
+    pub queue_reason: Option<String>,
+    pub rejection_reason: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub release_id: Option<Uuid>,
+    pub added_to_release_at: Option<DateTime<Utc>>,
+    pub tests_total: i64,
+    pub tests_passed: i64,
+    pub tests_failed: i64,
+    pub tests_skipped: i64,
+}
+
+const COLUMNS: &str = "build_id, organization_id, source, build_name, project_id, branch, commit_sha, \
+    pull_request_number, pull_request_repository_id, url, result, received_at, queue_status, queue_reason, \
+    rejection_reason, resolved_at, release_id, added_to_release_at, tests_total, tests_passed, tests_failed, \
+    tests_skipped";
+
+/// Finds one build of an organization, whether queued, in a release, or both.
+pub async fn find(
+    pool: &PgPool,
+    organization_id: Uuid,
+    build_id: Uuid,
+) -> Result<Option<BuildRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM builds WHERE organization_id = $1 AND build_id = $2"
+    ))
+    .bind(organization_id)
+    .bind(build_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A page of the queue with one status, newest first; `after` is the `(received_at, build_id)` of the previous
+/// page's last row.
+pub async fn queue_page(
+    pool: &PgPool,
+    organization_id: Uuid,
+    status: &str,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Page<BuildRow>, sqlx::Error> {
+    let (after_time, after_id) = after.unzip();
+    let rows = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM builds
+         WHERE organization_id = $1 AND queue_status = $2
+           AND ($3::timestamptz IS NULL OR (received_at, build_id) < ($3, $4))
+         ORDER BY received_at DESC, build_id DESC
+         LIMIT $5"
+    ))
+    .bind(organization_id)
+    .bind(status)
+    .bind(after_time)
+    .bind(after_id)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(Page::from_overfetch(rows, limit))
+}
+
+/// A page of the builds of a release, newest first; `after` is the `(added_to_release_at, build_id)` of the
+/// previous page's last row.
+pub async fn release_page(
+    pool: &PgPool,
+    release_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Page<BuildRow>, sqlx::Error> {
+    let (after_time, after_id) = after.unzip();
+    let rows = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM builds
+         WHERE release_id = $1
+           AND ($2::timestamptz IS NULL OR (added_to_release_at, build_id) < ($2, $3))
+         ORDER BY added_to_release_at DESC, build_id DESC
+         LIMIT $4"
+    ))
+    .bind(release_id)
+    .bind(after_time)
+    .bind(after_id)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(Page::from_overfetch(rows, limit))
+}
+
+/// A project's live builds, newest first: what the retention job measures against its policy.
+pub async fn of_project(
+    pool: &PgPool,
+    project_id: Uuid,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT build_id, received_at FROM builds WHERE project_id = $1 ORDER BY received_at DESC, build_id DESC",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await
+}
