@@ -21,7 +21,6 @@ use crate::auth::{authenticate_key, bearer_token, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 
 /// Every query: the dashboards' and the auditors'.
@@ -32,7 +31,13 @@ pub struct Query(QueryRoot, audit::AuditQuery, azure::AzureQuery);
 /// Every mutation.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct Mutation(MutationRoot, azure::AzureMutation);
+pub struct Mutation(
+    mutation::ProjectMutation,
+    mutation::ReleaseMutation,
+    mutation::QueueMutation,
+    mutation::ApiKeyMutation,
+    azure::AzureMutation,
+);
 
 /// The schema served at `/graphql`.
 pub type LatheSchema = Schema<Query, Mutation, EmptySubscription>;
