@@ -12,8 +12,8 @@ use crate::Page;
 
 mod seal;
 
-pub use seal::Seal;
 use seal::Sealing;
+pub use seal::{current_horizon, organization_seal, Seal};
 
 /// The stored fields of an event that its link covers, as the exact text stored.
 #[derive(Debug, Clone, Copy)]

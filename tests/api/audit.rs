@@ -362,6 +362,123 @@ async fn lathe_verify_prints_a_seal_and_a_later_check_finds_a_deleted_stream() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("a seal reads"));
 }
 
+/// The organization's seal over GraphQL, once it covers every event the organization has so far (another test's
+/// open transaction can hold the horizon back for a moment).
+async fn organization_seal(
+    app: &lathe_tests::TestApp,
+    auditor: &str,
+    organization_id: uuid::Uuid,
+) -> String {
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE organization_id = $1")
+        .bind(organization_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let data = app
+            .graphql_ok(
+                auditor,
+                "{ auditSeal { seal events horizon digest } }",
+                json!({}),
+            )
+            .await;
+        let seal = &data["auditSeal"];
+        if seal["events"] == stored {
+            let text = seal["seal"].as_str().unwrap().to_owned();
+            assert_eq!(
+                text,
+                format!(
+                    "{}:{}:{}",
+                    seal["horizon"].as_str().unwrap(),
+                    stored,
+                    seal["digest"].as_str().unwrap()
+                )
+            );
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the seal never covered all {stored} events");
+}
+
+#[tokio::test]
+async fn an_organizations_auditor_seals_its_history_and_finds_a_deleted_build_later() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let other = app.create_org("Contoso").await;
+    let (auditor, _) = app.create_key(&org.key, &["audit:read"]).await;
+    let answer = app
+        .webhook(
+            &Auth::Bearer(org.key.clone()),
+            &payload("build.complete.msdocs-2022.json"),
+        )
+        .await;
+    let id = answer.body["queuedBuildId"].as_str().unwrap().to_owned();
+    let seal = organization_seal(&app, &auditor, org.id).await;
+    let holds = |seal: String| {
+        let app = &app;
+        let auditor = auditor.clone();
+        async move {
+            app.graphql_ok(
+                &auditor,
+                "query($s: String!) { auditSealHolds(seal: $s) }",
+                json!({ "s": seal }),
+            )
+            .await["auditSealHolds"]
+                .as_bool()
+                .unwrap()
+        }
+    };
+    assert!(holds(seal.clone()).await);
+
+    // Later history, the organization's and another's, leaves the seal holding.
+    app.create_project(&org.key, "Web").await;
+    app.create_project(&other.key, "Theirs").await;
+    assert!(holds(seal.clone()).await);
+
+    // The build's whole stream deleted: every remaining chain is intact, the seal is not.
+    sqlx::query("DELETE FROM events WHERE aggregate_type = 'BuildQueue' AND aggregate_id = $1")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        audit::verify(&app.pool, None).await.unwrap().first_broken,
+        None
+    );
+    assert!(!holds(seal.clone()).await);
+
+    let body = app
+        .graphql(
+            Some(&auditor),
+            "query($s: String!) { auditSealHolds(seal: $s) }",
+            json!({ "s": "not-a-seal" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT");
+    let (_, _, digest) = {
+        let mut parts = seal.split(':');
+        (parts.next(), parts.next(), parts.next().unwrap().to_owned())
+    };
+    let body = app
+        .graphql(
+            Some(&auditor),
+            "query($s: String!) { auditSealHolds(seal: $s) }",
+            json!({ "s": format!("{}:1:{digest}", u64::MAX) }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&body),
+        "BAD_USER_INPUT",
+        "a seal from the future"
+    );
+    let (reader, _) = app.create_key(&org.key, &["builds:read"]).await;
+    let body = app
+        .graphql(Some(&reader), "{ auditSeal { seal } }", json!({}))
+        .await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "seals need audit:read");
+}
+
 #[tokio::test]
 async fn export_writes_ndjson_an_auditor_can_archive_and_filter() {
     let app = spawn_app().await;

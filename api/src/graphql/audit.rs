@@ -117,6 +117,20 @@ pub struct ProjectionStatus {
     pub missing_streams: i64,
 }
 
+/// A seal of the organization's event history, to keep outside Lathe (see `auditSealHolds`).
+#[derive(SimpleObject)]
+pub struct AuditSeal {
+    /// `<horizon>:<events>:<digest>`: the line to keep.
+    pub seal: String,
+    /// Every transaction with a lower id had ended when the seal was taken; the sealed events are the ones they
+    /// committed.
+    pub horizon: String,
+    /// The organization's events committed before the horizon.
+    pub events: i64,
+    /// SHA-256 (hex) over the last link of each of the organization's streams before the horizon.
+    pub digest: String,
+}
+
 /// Audit queries, merged into the root query.
 #[derive(Default)]
 pub struct AuditQuery;
@@ -190,6 +204,48 @@ impl AuditQuery {
             deliveries: deliveries.into_iter().map(Delivery).collect(),
             events: events.into_iter().map(AuditEvent).collect(),
         })
+    }
+
+    /// Seals the organization's event history as it stands. Each stream's hash chain shows an edited or removed
+    /// event inside it; a seal kept outside Lathe also shows a stream deleted whole, events cut from a stream's end,
+    /// or a stream rewritten with recomputed links.
+    async fn audit_seal(&self, ctx: &Context<'_>) -> async_graphql::Result<AuditSeal> {
+        let r = Resolver::new(ctx, Scope::AuditRead)?;
+        let seal = audit::organization_seal(&r.state.pool, r.organization_id(), None)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(AuditSeal {
+            seal: seal.to_string(),
+            horizon: seal.horizon.to_string(),
+            events: seal.events as i64,
+            digest: seal.digest,
+        })
+    }
+
+    /// Whether the organization's events committed before `seal` (from `auditSeal`) are still the sealed ones:
+    /// false when any of them was deleted, cut off, inserted or rewritten since. Events committed after it do not
+    /// change the answer.
+    async fn audit_seal_holds(
+        &self,
+        ctx: &Context<'_>,
+        seal: String,
+    ) -> async_graphql::Result<bool> {
+        let r = Resolver::new(ctx, Scope::AuditRead)?;
+        let seal: audit::Seal = seal.parse().map_err(ApiError::BadUserInput)?;
+        let current = audit::current_horizon(&r.state.pool)
+            .await
+            .map_err(ApiError::from)?;
+        if seal.horizon > current {
+            return Err(ApiError::BadUserInput(format!(
+                "the seal's horizon {} is later than this server's {current}: it was not taken here",
+                seal.horizon
+            ))
+            .into());
+        }
+        let now = audit::organization_seal(&r.state.pool, r.organization_id(), Some(seal.horizon))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(now == seal)
     }
 
     /// Whether each projection holds every stream of the event store.

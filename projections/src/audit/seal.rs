@@ -12,6 +12,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
 
 /// The event history up to a moment: `<horizon>:<events>:<digest>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -85,11 +87,15 @@ impl Sealing {
     /// The end of a stream: its head, if it had events before the horizon, joins the digest.
     pub(super) fn end_stream(&mut self, aggregate_type: &str, aggregate_id: &str) {
         if let Some((sequence, link)) = self.head.take() {
-            for field in [aggregate_type, aggregate_id, &sequence.to_string(), &link] {
-                self.hasher.update(field.len().to_string().as_bytes());
-                self.hasher.update(b":");
-                self.hasher.update(field.as_bytes());
-            }
+            self.add_head(aggregate_type, aggregate_id, sequence, &link);
+        }
+    }
+
+    fn add_head(&mut self, aggregate_type: &str, aggregate_id: &str, sequence: i64, link: &str) {
+        for field in [aggregate_type, aggregate_id, &sequence.to_string(), link] {
+            self.hasher.update(field.len().to_string().as_bytes());
+            self.hasher.update(b":");
+            self.hasher.update(field.as_bytes());
         }
     }
 
@@ -100,6 +106,62 @@ impl Sealing {
             digest: hex::encode(self.hasher.finalize()),
         }
     }
+}
+
+/// The horizon a seal taken now would have: every transaction with a lower id has ended.
+pub async fn current_horizon(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let text: String = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        .fetch_one(pool)
+        .await?;
+    super::parse_transaction(&text)
+}
+
+/// Seals one organization's events below `horizon` (the current one when `None`) from the links they store: no
+/// chain is recomputed (`lathe verify` does that), so it is cheap enough for a request. Checking a seal is sealing
+/// again at its horizon and comparing.
+pub async fn organization_seal(
+    pool: &PgPool,
+    organization_id: Uuid,
+    horizon: Option<u64>,
+) -> Result<Seal, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let horizon = match horizon {
+        Some(horizon) => horizon,
+        None => {
+            let text: String =
+                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            super::parse_transaction(&text)?
+        }
+    };
+    let below = horizon.to_string();
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE organization_id = $1 AND transaction_id < $2::text::xid8",
+    )
+    .bind(organization_id)
+    .bind(&below)
+    .fetch_one(&mut *tx)
+    .await?;
+    // Each stream's last event below the horizon, in the order `lathe verify` walks the streams.
+    let heads: Vec<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT DISTINCT ON (aggregate_type, aggregate_id) aggregate_type, aggregate_id, sequence, hash
+         FROM events WHERE organization_id = $1 AND transaction_id < $2::text::xid8
+         ORDER BY aggregate_type, aggregate_id, sequence DESC",
+    )
+    .bind(organization_id)
+    .bind(&below)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut sealing = Sealing::new(horizon);
+    for (aggregate_type, aggregate_id, sequence, link) in &heads {
+        sealing.add_head(aggregate_type, aggregate_id, *sequence, link);
+    }
+    sealing.events = events as u64;
+    Ok(sealing.finish())
 }
 
 #[cfg(test)]
