@@ -10,6 +10,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use futures::TryStreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -146,20 +147,21 @@ pub async fn organization_seal(
     .bind(&below)
     .fetch_one(&mut *tx)
     .await?;
-    // Each stream's last event below the horizon, in the order `lathe verify` walks the streams.
-    let heads: Vec<(String, String, i64, String)> = sqlx::query_as(
+    // Each stream's last event below the horizon, in the order `lathe verify` walks the streams; hashed as they
+    // arrive (an organization with 500,000 builds has as many heads).
+    let mut sealing = Sealing::new(horizon);
+    let mut heads = sqlx::query_as::<_, (String, String, i64, String)>(
         "SELECT DISTINCT ON (aggregate_type, aggregate_id) aggregate_type, aggregate_id, sequence, hash
          FROM events WHERE organization_id = $1 AND transaction_id < $2::text::xid8
          ORDER BY aggregate_type, aggregate_id, sequence DESC",
     )
     .bind(organization_id)
     .bind(&below)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut sealing = Sealing::new(horizon);
-    for (aggregate_type, aggregate_id, sequence, link) in &heads {
-        sealing.add_head(aggregate_type, aggregate_id, *sequence, link);
+    .fetch(&mut *tx);
+    while let Some((aggregate_type, aggregate_id, sequence, link)) = heads.try_next().await? {
+        sealing.add_head(&aggregate_type, &aggregate_id, sequence, &link);
     }
+    drop(heads);
     sealing.events = events as u64;
     Ok(sealing.finish())
 }
