@@ -268,7 +268,7 @@ async fn verify_reports_a_deleted_event() {
 /// none is.
 async fn seal_of_everything(app: &lathe_tests::TestApp) -> audit::Seal {
     let stored = audit::event_count(&app.pool).await.unwrap() as u64;
-    for _ in 0..100 {
+    for _ in 0..200 {
         let report = audit::verify(&app.pool, None).await.unwrap();
         assert_eq!(report.first_broken, None);
         let seal = report.seal.expect("an intact history is sealed");
@@ -374,7 +374,7 @@ async fn organization_seal(
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    for _ in 0..100 {
+    for _ in 0..200 {
         let data = app
             .graphql_ok(
                 auditor,
