@@ -1,18 +1,17 @@
-//! The audit trail: the SHA-256 chain that makes each stream tamper-evident, its verification, the auditors' view
-//! of the event history in commit order, and NDJSON export.
+//! The audit trail: the SHA-256 chain that makes each stream tamper-evident and its verification; seals of the
+//! history (`seal`); the auditors' view of the history in commit order and NDJSON export (`history`).
 
-use chrono::{DateTime, Utc};
+mod history;
+mod seal;
+
 use futures::TryStreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
-use uuid::Uuid;
-
-use crate::Page;
-
-mod seal;
 
 use seal::Sealing;
+
+pub use history::{export, page, EventFilter, EventRecord, ExportError};
 pub use seal::{current_horizon, organization_seal, Seal};
 
 /// The stored fields of an event that its link covers, as the exact text stored.
@@ -176,151 +175,6 @@ fn end_stream(sealing: &mut Sealing, checking: &mut Option<Sealing>, kind: &str,
 fn parse_transaction(text: &str) -> Result<u64, sqlx::Error> {
     text.parse()
         .map_err(|_| sqlx::Error::Protocol(format!("not a transaction id: {text:?}")))
-}
-
-/// One stored event, as auditors read it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct EventRecord {
-    pub position: i64,
-    /// The transaction that appended it: with `position`, the event's place in commit order.
-    pub transaction_id: i64,
-    pub organization_id: Option<Uuid>,
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequence: i64,
-    pub event_type: String,
-    pub event_version: String,
-    pub payload: serde_json::Value,
-    pub metadata: serde_json::Value,
-    pub recorded_at: DateTime<Utc>,
-    pub hash: String,
-}
-
-const RECORD_COLUMNS: &str =
-    "position, transaction_id::text::bigint AS transaction_id, organization_id, \
-    aggregate_type, aggregate_id, sequence, event_type, event_version, payload::jsonb AS payload, \
-    metadata::jsonb AS metadata, recorded_at, hash";
-
-/// Only transactions older than every running one are read: a transaction still running may hold an earlier
-/// place in the order, and would otherwise appear behind a reader's cursor later.
-const SETTLED_OR_UNBOUND: &str =
-    "transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND $8::bigint IS NULL";
-
-/// Filter and position of a page of events.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub organization_id: Option<Uuid>,
-    pub aggregate_type: Option<String>,
-    pub aggregate_id: Option<String>,
-    /// Keyset cursor: `(transaction_id, position)` of the last event of the previous page.
-    pub after: Option<(i64, i64)>,
-    pub since: Option<DateTime<Utc>>,
-    /// Read transactions below this id (all finished), instead of those settled when the page is read.
-    pub before_transaction: Option<i64>,
-}
-
-/// A page of events in commit order. One stream's events are read as they are (a stream only grows at its end);
-/// reads across streams see settled transactions only.
-pub async fn page(
-    pool: &PgPool,
-    filter: &EventFilter,
-    limit: i64,
-) -> Result<Page<EventRecord>, sqlx::Error> {
-    let (after_tx, after_position) = filter.after.unzip();
-    let horizon = match (filter.before_transaction, &filter.aggregate_id) {
-        (Some(_), _) => "transaction_id < $8::bigint::text::xid8",
-        (None, Some(_)) => "($8::bigint IS NULL)",
-        (None, None) => SETTLED_OR_UNBOUND,
-    };
-    let rows = sqlx::query_as(&format!(
-        "SELECT {RECORD_COLUMNS} FROM events
-         WHERE {horizon}
-           AND ($1::uuid IS NULL OR organization_id = $1)
-           AND ($2::text IS NULL OR aggregate_type = $2)
-           AND ($3::text IS NULL OR aggregate_id = $3)
-           AND ($4::bigint IS NULL OR (transaction_id, position) > ($4::text::xid8, $5))
-           AND ($6::timestamptz IS NULL OR recorded_at >= $6)
-         ORDER BY transaction_id, position
-         LIMIT $7"
-    ))
-    .bind(filter.organization_id)
-    .bind(&filter.aggregate_type)
-    .bind(&filter.aggregate_id)
-    .bind(after_tx)
-    .bind(after_position)
-    .bind(filter.since)
-    .bind(limit + 1)
-    .bind(filter.before_transaction)
-    .fetch_all(pool)
-    .await?;
-    Ok(Page::from_overfetch(rows, limit))
-}
-
-/// Writes every settled event matching `filter` as one JSON object per line, in commit order; returns the count.
-pub async fn export(
-    pool: &PgPool,
-    filter: &EventFilter,
-    out: &mut (dyn std::io::Write + Send),
-) -> Result<u64, ExportError> {
-    let mut filter = filter.clone();
-    filter.before_transaction = Some(settle_everything_begun(pool).await?);
-    let mut written = 0;
-    loop {
-        let page = page(pool, &filter, 5_000).await?;
-        for record in &page.items {
-            serde_json::to_writer(&mut *out, record)?;
-            out.write_all(b"\n")?;
-            written += 1;
-        }
-        match page.items.last() {
-            Some(last) if page.has_next_page => {
-                filter.after = Some((last.transaction_id, last.position))
-            }
-            _ => break,
-        }
-    }
-    out.flush()?;
-    Ok(written)
-}
-
-/// Waits until every transaction that had begun when it was called has finished (at most 30 s), and returns the
-/// transaction id below which the history is then complete and final.
-async fn settle_everything_begun(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    let bound: i64 =
-        sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-            .fetch_one(pool)
-            .await?;
-    for _ in 0..600 {
-        let oldest: i64 =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(pool)
-                .await?;
-        if oldest >= bound {
-            return Ok(bound);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let oldest = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        .fetch_one(pool)
-        .await?;
-    tracing::warn!(
-        transaction.bound = bound,
-        transaction.oldest = oldest,
-        "a transaction has been running for over 30 s; exporting what is final up to it"
-    );
-    Ok(oldest)
-}
-
-/// Why an export stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("writing: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("encoding: {0}")]
-    Json(#[from] serde_json::Error),
 }
 
 #[cfg(test)]
