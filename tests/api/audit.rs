@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::process::run_cli;
-use lathe_tests::{error_code, payload, spawn_app, Auth};
+use lathe_tests::{error_code, payload, spawn_app, Auth, TestApp, TestOrg};
 use projections::audit::{self, EventFilter};
 
 const EVENTS: &str = "query($t: String, $id: String, $a: String) { events(aggregateType: $t, aggregateId: $id,
@@ -189,8 +189,8 @@ async fn a_builds_history_shows_its_whole_life_with_actors() {
     );
 }
 
-#[tokio::test]
-async fn verify_reports_the_first_broken_link_after_a_stored_event_is_edited() {
+/// A service with one organization and one build its webhook delivered (queued: no project matched): the build's id.
+async fn one_delivered_build() -> (TestApp, TestOrg, String) {
     let app = spawn_app().await;
     let org = app.create_org("Fabrikam").await;
     let answer = app
@@ -200,6 +200,12 @@ async fn verify_reports_the_first_broken_link_after_a_stored_event_is_edited() {
         )
         .await;
     let id = answer.body["queuedBuildId"].as_str().unwrap().to_owned();
+    (app, org, id)
+}
+
+#[tokio::test]
+async fn verify_reports_the_first_broken_link_after_a_stored_event_is_edited() {
+    let (app, org, id) = one_delivered_build().await;
     app.create_project(&org.key, "Web").await;
 
     let report = audit::verify(&app.pool, None).await.unwrap();
@@ -239,15 +245,7 @@ async fn verify_reports_the_first_broken_link_after_a_stored_event_is_edited() {
 
 #[tokio::test]
 async fn verify_reports_a_deleted_event() {
-    let app = spawn_app().await;
-    let org = app.create_org("Fabrikam").await;
-    let answer = app
-        .webhook(
-            &Auth::Bearer(org.key.clone()),
-            &payload("build.complete.msdocs-2022.json"),
-        )
-        .await;
-    let id = answer.body["queuedBuildId"].as_str().unwrap().to_owned();
+    let (app, _org, id) = one_delivered_build().await;
     sqlx::query("DELETE FROM events WHERE aggregate_type = 'BuildQueue' AND sequence = 1")
         .execute(&app.pool)
         .await
@@ -266,7 +264,7 @@ async fn verify_reports_a_deleted_event() {
 /// A seal covering every event stored so far. The horizon is the oldest transaction still running on the whole
 /// server, so another test's open transaction can leave the newest events out for a moment: asked again until
 /// none is.
-async fn seal_of_everything(app: &lathe_tests::TestApp) -> audit::Seal {
+async fn seal_of_everything(app: &TestApp) -> audit::Seal {
     let stored = audit::event_count(&app.pool).await.unwrap() as u64;
     for _ in 0..200 {
         let report = audit::verify(&app.pool, None).await.unwrap();
@@ -282,15 +280,7 @@ async fn seal_of_everything(app: &lathe_tests::TestApp) -> audit::Seal {
 
 #[tokio::test]
 async fn a_seal_shows_events_cut_from_a_streams_end_which_the_chains_cannot() {
-    let app = spawn_app().await;
-    let org = app.create_org("Fabrikam").await;
-    let answer = app
-        .webhook(
-            &Auth::Bearer(org.key.clone()),
-            &payload("build.complete.msdocs-2022.json"),
-        )
-        .await;
-    let id = answer.body["queuedBuildId"].as_str().unwrap().to_owned();
+    let (app, org, id) = one_delivered_build().await;
     let seal = seal_of_everything(&app).await;
 
     // History appended after the seal leaves it holding.
@@ -315,15 +305,7 @@ async fn a_seal_shows_events_cut_from_a_streams_end_which_the_chains_cannot() {
 
 #[tokio::test]
 async fn lathe_verify_prints_a_seal_and_a_later_check_finds_a_deleted_stream() {
-    let app = spawn_app().await;
-    let org = app.create_org("Fabrikam").await;
-    let answer = app
-        .webhook(
-            &Auth::Bearer(org.key.clone()),
-            &payload("build.complete.msdocs-2022.json"),
-        )
-        .await;
-    let id = answer.body["queuedBuildId"].as_str().unwrap().to_owned();
+    let (app, _org, id) = one_delivered_build().await;
     let expected = seal_of_everything(&app).await;
     let output = run_cli(&app.database_url, &["verify"]);
     assert!(output.status.success(), "{output:?}");
