@@ -155,3 +155,11 @@ pub async fn migrate(url: &str) -> Result<(), DatabaseError> {
     conn.close().await.map_err(DatabaseError::Connect)?;
     Ok(())
 }
+
+/// The oldest transaction still running on the server (`pg_snapshot_xmin` of the current snapshot): every
+/// transaction with a lower id has ended, so what they committed is final and nothing new appears below it.
+pub async fn horizon<'c>(executor: impl sqlx::PgExecutor<'c>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        .fetch_one(executor)
+        .await
+}

@@ -120,10 +120,7 @@ async fn build_and_swap(
     prepare_tables(&mut writer, tables).await?;
 
     // Everything older than every running transaction is settled; the rest is applied under the lock below.
-    let horizon: i64 =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            .fetch_one(&mut *writer)
-            .await?;
+    let horizon = crate::database::horizon(&mut *writer).await?;
     // Reading and decoding the next batch (another task, so another thread) overlaps with applying this one.
     let (batches, mut incoming) = tokio::sync::mpsc::channel::<DecodedBatch>(2);
     let mut reader = pool.acquire().await?;

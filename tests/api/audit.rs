@@ -446,7 +446,7 @@ async fn an_organizations_auditor_seals_its_history_and_finds_a_deleted_build_la
         .graphql(
             Some(&auditor),
             "query($s: String!) { auditSealHolds(seal: $s) }",
-            json!({ "s": format!("{}:1:{digest}", u64::MAX) }),
+            json!({ "s": format!("{}:1:{digest}", i64::MAX) }),
         )
         .await;
     assert_eq!(

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::database::horizon;
 use crate::Page;
 
 /// One stored event, as auditors read it.
@@ -121,18 +122,13 @@ async fn settle_everything_begun(pool: &PgPool) -> Result<i64, sqlx::Error> {
             .fetch_one(pool)
             .await?;
     for _ in 0..600 {
-        let oldest: i64 =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(pool)
-                .await?;
+        let oldest = horizon(pool).await?;
         if oldest >= bound {
             return Ok(bound);
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let oldest = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        .fetch_one(pool)
-        .await?;
+    let oldest = horizon(pool).await?;
     tracing::warn!(
         transaction.bound = bound,
         transaction.oldest = oldest,

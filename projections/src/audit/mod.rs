@@ -9,10 +9,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 
+use crate::database::horizon;
 use seal::Sealing;
 
+/// The horizon a seal taken now would have.
+pub use crate::database::horizon as current_horizon;
 pub use history::{export, page, EventFilter, EventRecord, ExportError};
-pub use seal::{current_horizon, organization_seal, Seal};
+pub use seal::{organization_seal, Seal};
 
 /// The stored fields of an event that its link covers, as the exact text stored.
 #[derive(Debug, Clone, Copy)]
@@ -82,20 +85,12 @@ pub async fn event_count(pool: &PgPool) -> Result<i64, sqlx::Error> {
 /// after a broken link is unproven). When every link holds, it seals what it verified and, given an earlier
 /// seal, checks that the history before that seal's horizon is still the sealed one.
 pub async fn verify(pool: &PgPool, earlier: Option<&Seal>) -> Result<Verification, sqlx::Error> {
-    // One snapshot for the horizon and the walk, so that the seal covers exactly the events the walk saw.
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let horizon: String =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-            .fetch_one(&mut *tx)
-            .await?;
-    let mut sealing = Sealing::new(parse_transaction(&horizon)?);
+    let mut tx = snapshot(pool).await?;
+    let mut sealing = Sealing::new(horizon(&mut *tx).await?);
     let mut checking = earlier.map(|seal| Sealing::new(seal.horizon));
     let mut rows = sqlx::query(
         "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload::text AS payload,
-            metadata::text AS metadata, hash, position, transaction_id::text AS transaction_id
+            metadata::text AS metadata, hash, position, transaction_id::text::bigint AS transaction_id
          FROM events ORDER BY aggregate_type, aggregate_id, sequence",
     )
     .fetch(&mut *tx);
@@ -146,7 +141,7 @@ pub async fn verify(pool: &PgPool, earlier: Option<&Seal>) -> Result<Verificatio
             });
             return Ok(report);
         }
-        let transaction = parse_transaction(row.get("transaction_id"))?;
+        let transaction: i64 = row.get("transaction_id");
         sealing.event(sequence, &stored, transaction);
         if let Some(checking) = &mut checking {
             checking.event(sequence, &stored, transaction);
@@ -171,10 +166,16 @@ fn end_stream(sealing: &mut Sealing, checking: &mut Option<Sealing>, kind: &str,
     }
 }
 
-/// A transaction id (`xid8`) from its text.
-fn parse_transaction(text: &str) -> Result<u64, sqlx::Error> {
-    text.parse()
-        .map_err(|_| sqlx::Error::Protocol(format!("not a transaction id: {text:?}")))
+/// A read-only transaction on one snapshot, so that the horizon read in it and the events it reads agree: a seal
+/// covers exactly the events its walk saw.
+async fn snapshot(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use uuid::Uuid;
 pub struct Seal {
     /// Every transaction with a lower id had ended when the seal was taken: the sealed events are the ones they
     /// committed.
-    pub horizon: u64,
+    pub horizon: i64,
     /// Events committed before the horizon.
     pub events: u64,
     /// SHA-256 (hex) over each sealed stream's head — aggregate type, id, sequence and link of its last event
@@ -51,7 +51,11 @@ impl FromStr for Seal {
             return Err(invalid());
         }
         Ok(Self {
-            horizon: horizon.parse().map_err(|_| invalid())?,
+            horizon: horizon
+                .parse()
+                .ok()
+                .filter(|horizon: &i64| *horizon >= 0)
+                .ok_or_else(invalid)?,
             events: events.parse().map_err(|_| invalid())?,
             digest,
         })
@@ -60,7 +64,7 @@ impl FromStr for Seal {
 
 /// Computes a seal while the streams are walked in order (`aggregate_type`, `aggregate_id`, `sequence`).
 pub(super) struct Sealing {
-    horizon: u64,
+    horizon: i64,
     hasher: Sha256,
     events: u64,
     /// The current stream's last event before the horizon so far: its sequence and link.
@@ -68,7 +72,7 @@ pub(super) struct Sealing {
 }
 
 impl Sealing {
-    pub(super) fn new(horizon: u64) -> Self {
+    pub(super) fn new(horizon: i64) -> Self {
         Self {
             horizon,
             hasher: Sha256::new(),
@@ -78,7 +82,7 @@ impl Sealing {
     }
 
     /// One event of the current stream, whose link has been checked.
-    pub(super) fn event(&mut self, sequence: i64, link: &str, transaction: u64) {
+    pub(super) fn event(&mut self, sequence: i64, link: &str, transaction: i64) {
         if transaction < self.horizon {
             self.events += 1;
             self.head = Some((sequence, link.to_owned()));
@@ -109,42 +113,24 @@ impl Sealing {
     }
 }
 
-/// The horizon a seal taken now would have: every transaction with a lower id has ended.
-pub async fn current_horizon(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let text: String = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-        .fetch_one(pool)
-        .await?;
-    super::parse_transaction(&text)
-}
-
 /// Seals one organization's events below `horizon` (the current one when `None`) from the links they store: no
 /// chain is recomputed (`lathe verify` does that), so it is cheap enough for a request. Checking a seal is sealing
 /// again at its horizon and comparing.
 pub async fn organization_seal(
     pool: &PgPool,
     organization_id: Uuid,
-    horizon: Option<u64>,
+    horizon: Option<i64>,
 ) -> Result<Seal, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = super::snapshot(pool).await?;
     let horizon = match horizon {
         Some(horizon) => horizon,
-        None => {
-            let text: String =
-                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-                    .fetch_one(&mut *tx)
-                    .await?;
-            super::parse_transaction(&text)?
-        }
+        None => crate::database::horizon(&mut *tx).await?,
     };
-    let below = horizon.to_string();
     let events: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE organization_id = $1 AND transaction_id < $2::text::xid8",
+        "SELECT count(*) FROM events WHERE organization_id = $1 AND transaction_id < $2::bigint::text::xid8",
     )
     .bind(organization_id)
-    .bind(&below)
+    .bind(horizon)
     .fetch_one(&mut *tx)
     .await?;
     // Each stream's last event below the horizon, in the order `lathe verify` walks the streams; hashed as they
@@ -152,16 +138,15 @@ pub async fn organization_seal(
     let mut sealing = Sealing::new(horizon);
     let mut heads = sqlx::query_as::<_, (String, String, i64, String)>(
         "SELECT DISTINCT ON (aggregate_type, aggregate_id) aggregate_type, aggregate_id, sequence, hash
-         FROM events WHERE organization_id = $1 AND transaction_id < $2::text::xid8
+         FROM events WHERE organization_id = $1 AND transaction_id < $2::bigint::text::xid8
          ORDER BY aggregate_type, aggregate_id, sequence DESC",
     )
     .bind(organization_id)
-    .bind(&below)
+    .bind(horizon)
     .fetch(&mut *tx);
     while let Some((aggregate_type, aggregate_id, sequence, link)) = heads.try_next().await? {
         sealing.add_head(&aggregate_type, &aggregate_id, sequence, &link);
     }
-    drop(heads);
     sealing.events = events as u64;
     Ok(sealing.finish())
 }
@@ -171,9 +156,9 @@ mod tests {
     use super::*;
 
     /// A stream's id and its events: sequence, link, transaction.
-    type Stream<'a> = (&'a str, &'a [(i64, &'a str, u64)]);
+    type Stream<'a> = (&'a str, &'a [(i64, &'a str, i64)]);
 
-    fn sealed(streams: &[Stream<'_>], horizon: u64) -> Seal {
+    fn sealed(streams: &[Stream<'_>], horizon: i64) -> Seal {
         let mut sealing = Sealing::new(horizon);
         for (id, events) in streams {
             for (sequence, link, transaction) in events.iter() {
@@ -190,6 +175,7 @@ mod tests {
         assert_eq!(seal.to_string().parse::<Seal>(), Ok(seal.clone()));
         assert!("10:1".parse::<Seal>().is_err());
         assert!("10:1:abc".parse::<Seal>().is_err());
+        assert!(format!("-1:1:{}", seal.digest).parse::<Seal>().is_err());
         assert!(format!("x:1:{}", seal.digest).parse::<Seal>().is_err());
         assert!(format!("{seal}:more").parse::<Seal>().is_err());
     }
