@@ -30,7 +30,26 @@ static CLEANUP: OnceLock<()> = OnceLock::new();
 /// The server key the tests encrypt Azure DevOps tokens with (32 bytes, base64).
 pub const TEST_SECRET_KEY: &str = "bGF0aGUtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyEhISE=";
 
-/// Drops the databases earlier test runs left behind, once per test process.
+/// Test databases are named `lathe_test_<pid>_<uuid>`: the process id says whose a database is, so a run only ever
+/// drops its own databases and those of test processes that no longer exist (never another run's).
+const DATABASE_PREFIX: &str = "lathe_test_";
+
+/// Whether a process with this id is running on this machine.
+fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The process that made a test database, from its name; `None` for names without one (earlier runs' format).
+fn creator_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(DATABASE_PREFIX)?
+        .split_once('_')?
+        .0
+        .parse()
+        .ok()
+}
+
+/// Drops the databases that test processes which have ended left behind (killed before they could drop their own),
+/// once per test process.
 async fn drop_leftover_databases() {
     if CLEANUP.set(()).is_err() {
         return;
@@ -39,21 +58,49 @@ async fn drop_leftover_databases() {
         return;
     };
     let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'lathe_test_%'")
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(DATABASE_PREFIX)
             .fetch_all(&mut conn)
             .await
             .unwrap_or_default();
     for name in names {
-        // A database still in use belongs to a test running right now; leave it.
+        if creator_pid(&name).is_some_and(process_alive) {
+            continue;
+        }
+        // Without FORCE: a database still in use (say, by a run on another machine sharing the server) stays.
         let _ = conn
-            .execute(format!("DROP DATABASE \"{name}\"").as_str())
+            .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
             .await;
+    }
+}
+
+/// Drops one test's database, ending the connections its service still holds. Runs on a thread of its own with its
+/// own runtime, because it is called from `Drop`, inside the test's runtime, where blocking on a future would stall it.
+fn drop_database(name: String) {
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async {
+            let mut conn = PgConnection::connect(&admin_url()).await.ok()?;
+            conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                .await
+                .ok()
+        })
+    })
+    .join();
+    if !matches!(dropped, Ok(Some(_))) {
+        // Left for the next run's `drop_leftover_databases`, which knows this process has ended.
+        eprintln!("note: a test database could not be dropped now");
     }
 }
 
 /// A running application and a client for it.
 pub struct TestApp {
     pub address: String,
+    /// The database's name; it is dropped with the `TestApp`.
+    pub database_name: String,
     pub pool: PgPool,
     pub state: AppState,
     pub database_url: String,
@@ -72,7 +119,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         lathe_api::telemetry::init(lathe_api::telemetry::LogFormat::Text);
     }
     drop_leftover_databases().await;
-    let name = format!("lathe_test_{}", Uuid::new_v4().simple());
+    let name = format!(
+        "{DATABASE_PREFIX}{}_{}",
+        std::process::id(),
+        Uuid::new_v4().simple()
+    );
     let database_url = database_url(&name);
     let mut settings = Settings::for_database(&database_url);
     // Tests send far more than 60 requests a minute with one key; the rate-limit tests set their own limits.
@@ -90,10 +141,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        database_name: name,
         pool: state.pool.clone(),
         state,
         database_url,
         client: reqwest::Client::new(),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop_database(std::mem::take(&mut self.database_name));
     }
 }
 
