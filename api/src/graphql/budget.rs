@@ -103,7 +103,7 @@ impl Extension for Budget {
                     return Err(ServerError::new(
                         format!(
                             "`{name}` appears {count} times; it may be asked for once per request, \
-                             because each one reads the organization's whole history"
+                             because each one reads a whole history"
                         ),
                         None,
                     ));
