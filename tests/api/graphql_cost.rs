@@ -88,6 +88,26 @@ async fn an_aliased_nested_page_attack_is_refused_before_it_runs_and_another_org
 }
 
 #[tokio::test]
+async fn page_sizes_given_as_variables_count_in_the_cost() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let query = "query($n: Int) { releases(first: $n) { edges { node { builds(first: $n) { edges { node { id } } } } } } }";
+    // 20 releases of 20 builds cost about 1,300; 100 of 100 about 30,000.
+    app.graphql_ok(&org.key, query, json!({ "n": 20 })).await;
+    let body = app
+        .graphql(Some(&org.key), query, json!({ "n": 100 }))
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("budget of 25000"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn a_dashboard_page_of_releases_with_their_builds_and_results_is_answered() {
     let app = spawn_app().await;
     let org = app.create_org("Fabrikam").await;
