@@ -110,6 +110,42 @@ pub struct Settings {
         default_value = "127.0.0.1:8080"
     )]
     pub bind: SocketAddr,
+
+    /// Largest `POST /graphql` body from a caller with an API key, in bytes (a larger one is answered 413).
+    #[arg(long, global = true, env = "LATHE_GRAPHQL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub graphql_max_body_bytes: usize,
+
+    /// Largest `POST /graphql` body from a caller without an API key (who may only introspect), in bytes.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_GRAPHQL_ANONYMOUS_MAX_BODY_BYTES",
+        default_value_t = 64 * 1024
+    )]
+    pub graphql_anonymous_max_body_bytes: usize,
+
+    /// Most fields one GraphQL request may select, each alias and each use of a fragment counted.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_GRAPHQL_MAX_FIELDS",
+        default_value_t = 500
+    )]
+    pub graphql_max_fields: usize,
+
+    /// Most a GraphQL request may cost, checked before it runs: each field costs 1 and a list costs its page
+    /// size (`first`, default 20) times the cost of one item.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_GRAPHQL_MAX_COST",
+        default_value_t = 25_000
+    )]
+    pub graphql_max_cost: usize,
+
+    /// Most bytes of text and JSON one GraphQL answer may hold; a request that would exceed it gets one error.
+    #[arg(long, global = true, env = "LATHE_GRAPHQL_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub graphql_max_response_bytes: usize,
 }
 
 impl Settings {
@@ -129,6 +165,11 @@ impl Settings {
             background_jobs: true,
             delivery_log_days: 30,
             bind: "127.0.0.1:0".parse().expect("a valid socket address"),
+            graphql_max_body_bytes: 1024 * 1024,
+            graphql_anonymous_max_body_bytes: 64 * 1024,
+            graphql_max_fields: 500,
+            graphql_max_cost: 25_000,
+            graphql_max_response_bytes: 16 * 1024 * 1024,
         }
     }
 

@@ -64,6 +64,16 @@ pub struct Limits {
     pub rate_limit_per_minute: u32,
     /// Days the delivery log keeps a delivery.
     pub delivery_log_days: u32,
+    /// Largest GraphQL body from a caller with an API key, in bytes.
+    pub graphql_max_body_bytes: usize,
+    /// Largest GraphQL body from a caller without one, in bytes.
+    pub graphql_anonymous_max_body_bytes: usize,
+    /// Most fields per GraphQL request (aliases and fragment uses counted).
+    pub graphql_max_fields: usize,
+    /// Most a GraphQL request may cost (see `graphql::budget`).
+    pub graphql_max_cost: usize,
+    /// Most bytes of text and JSON in one GraphQL answer.
+    pub graphql_max_response_bytes: usize,
 }
 
 impl AppState {

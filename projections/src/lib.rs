@@ -49,3 +49,24 @@ impl<T> Page<T> {
         }
     }
 }
+
+/// Splits rows fetched for several parents (`limit + 1` at most each) into one page per parent; a parent without
+/// rows gets an empty page.
+pub(crate) fn group_pages<T>(
+    parents: &[uuid::Uuid],
+    rows: Vec<T>,
+    parent_of: impl Fn(&T) -> Option<uuid::Uuid>,
+    limit: i64,
+) -> std::collections::HashMap<uuid::Uuid, Page<T>> {
+    let mut grouped: std::collections::HashMap<uuid::Uuid, Vec<T>> =
+        parents.iter().map(|id| (*id, Vec::new())).collect();
+    for row in rows {
+        if let Some(rows) = parent_of(&row).and_then(|id| grouped.get_mut(&id)) {
+            rows.push(row);
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(id, rows)| (id, Page::from_overfetch(rows, limit)))
+        .collect()
+}

@@ -173,6 +173,22 @@ pub async fn find(
     .await
 }
 
+/// Several projects of an organization, by id (in no particular order): one statement for the projects of a page
+/// of builds or releases.
+pub async fn of_ids(
+    pool: &PgPool,
+    organization_id: Uuid,
+    project_ids: &[Uuid],
+) -> Result<Vec<ProjectRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM projects WHERE organization_id = $1 AND project_id = ANY($2)"
+    ))
+    .bind(organization_id)
+    .bind(project_ids)
+    .fetch_all(pool)
+    .await
+}
+
 /// Every project of an organization, by name.
 pub async fn list(pool: &PgPool, organization_id: Uuid) -> Result<Vec<ProjectRow>, sqlx::Error> {
     sqlx::query_as(&format!(

@@ -375,6 +375,16 @@ pub async fn missing_streams(
     pool: &PgPool,
     registry: &Registry,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    missing_streams_of(pool, registry, None).await
+}
+
+/// [`missing_streams`], counting only the streams of one organization when `organization_id` is given (what an
+/// organization's auditor may see: other tenants' counts are theirs).
+pub async fn missing_streams_of(
+    pool: &PgPool,
+    registry: &Registry,
+    organization_id: Option<uuid::Uuid>,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
     let mut counts = Vec::new();
     for projection in registry.projections() {
         let Some((aggregate_type, table, key, removed_by)) = stream_rows(projection) else {
@@ -383,12 +393,14 @@ pub async fn missing_streams(
         let missing: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM events e
              WHERE e.aggregate_type = $1 AND e.sequence = 1
+               AND ($3::uuid IS NULL OR e.organization_id = $3)
                AND NOT EXISTS (SELECT 1 FROM {READ_SCHEMA}.{table} r WHERE r.{key} = e.aggregate_id::uuid)
                AND NOT EXISTS (SELECT 1 FROM events x WHERE x.aggregate_type = e.aggregate_type
                                  AND x.aggregate_id = e.aggregate_id AND x.event_type = $2)"
         ))
         .bind(aggregate_type)
         .bind(removed_by)
+        .bind(organization_id)
         .fetch_one(pool)
         .await?;
         counts.push((projection.to_owned(), missing));

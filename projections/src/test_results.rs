@@ -142,6 +142,40 @@ pub async fn page(
     Ok(Page::from_overfetch(rows, limit))
 }
 
+/// The same page of each of several builds' results: one statement for the test results of a page of builds,
+/// instead of one per build.
+pub async fn pages(
+    pool: &PgPool,
+    build_ids: &[Uuid],
+    status: Option<&str>,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<std::collections::HashMap<Uuid, Page<TestResultRow>>, sqlx::Error> {
+    let rows: Vec<TestResultRow> = sqlx::query_as(
+        "SELECT t.* FROM unnest($1::uuid[]) WITH ORDINALITY AS p(build_id, n)
+         CROSS JOIN LATERAL (
+             SELECT test_result_id, build_id, ordinal, title, status, duration_ms, error_message, priority, steps,
+                 tester_notes, environment, recorded_at, work_item_id, work_item_url
+             FROM test_results
+             WHERE build_id = p.build_id AND ($2::text IS NULL OR status = $2) AND ordinal > $3
+             ORDER BY ordinal
+             LIMIT $4) t
+         ORDER BY p.n, t.ordinal",
+    )
+    .bind(build_ids)
+    .bind(status)
+    .bind(after.unwrap_or(0))
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(crate::group_pages(
+        build_ids,
+        rows,
+        |row| Some(row.build_id),
+        limit,
+    ))
+}
+
 /// One test result of an organization, with its build's project.
 pub async fn find(
     pool: &PgPool,

@@ -148,7 +148,7 @@ async fn a_builds_history_shows_its_whole_life_with_actors() {
         .graphql_ok(
             &auditor,
             "query($id: ID!) { buildHistory(id: $id) { deliveries { outcome subscriptionId }
-                events { eventType actor { type apiKeyPrefix azureSubscriptionId } } } }",
+                events { edges { node { eventType actor { type apiKeyPrefix azureSubscriptionId } } } } } }",
             json!({ "id": id }),
         )
         .await;
@@ -158,7 +158,12 @@ async fn a_builds_history_shows_its_whole_life_with_actors() {
         json!([{ "outcome": "queued", "subscriptionId": "4f6e6328-0251-4814-a009-c01dfa368e3f" },
                { "outcome": "duplicate", "subscriptionId": "4f6e6328-0251-4814-a009-c01dfa368e3f" }])
     );
-    let events = history["events"].as_array().unwrap();
+    let events: Vec<&serde_json::Value> = history["events"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| &edge["node"])
+        .collect();
     let types: Vec<&str> = events
         .iter()
         .map(|e| e["eventType"].as_str().unwrap())

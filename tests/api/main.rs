@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod durability;
 mod fake_azure;
+mod graphql_cost;
 mod health;
 mod ingest;
 mod integration;

@@ -1,135 +1,20 @@
 //! The auditors' view (scope `audit:read`): the event history in commit order, one build's whole life, and how
-//! far each projection is behind the events.
+//! far each projection is behind the events. The fields that read a whole history may be asked for once per
+//! request (see [`super::budget::ONCE_PER_REQUEST`]).
 
-use async_graphql::{Context, Object, SimpleObject, ID};
-use chrono::{DateTime, Utc};
-use serde_json::Value;
+mod types;
+
+use async_graphql::{Context, Object, ID};
 
 use domain::api_key::Scope;
-use domain::build_queue::BuildQueue;
-use projections::audit::{self, EventFilter, EventRecord};
+use projections::audit::{self, EventFilter};
 use projections::{deliveries, replay, Registry};
 
-use super::types::{Delivery, PageInfo};
-use super::{cursor, parse_id, Resolver};
+use super::types::Delivery;
+use super::{budget, parse_id, Resolver};
 use crate::error::ApiError;
 
-/// Who caused an event, read from its metadata.
-#[derive(SimpleObject)]
-pub struct EventActor {
-    /// `api_key`, `organization_id` or `operator`.
-    pub r#type: Option<String>,
-    pub api_key_id: Option<String>,
-    pub api_key_prefix: Option<String>,
-    pub organization_id: Option<String>,
-    /// The Azure DevOps service-hook subscription and notification that delivered the build, if any.
-    pub azure_subscription_id: Option<String>,
-    pub azure_notification_id: Option<String>,
-    pub request_id: Option<String>,
-}
-
-/// One stored event.
-pub struct AuditEvent(pub EventRecord);
-
-#[Object]
-impl AuditEvent {
-    /// The event's place in the global order (with the transaction id).
-    async fn position(&self) -> i64 {
-        self.0.position
-    }
-    async fn aggregate_type(&self) -> &str {
-        &self.0.aggregate_type
-    }
-    async fn aggregate_id(&self) -> &str {
-        &self.0.aggregate_id
-    }
-    async fn sequence(&self) -> i64 {
-        self.0.sequence
-    }
-    async fn event_type(&self) -> &str {
-        &self.0.event_type
-    }
-    async fn event_version(&self) -> &str {
-        &self.0.event_version
-    }
-    async fn payload(&self) -> async_graphql::Json<&Value> {
-        async_graphql::Json(&self.0.payload)
-    }
-    async fn metadata(&self) -> async_graphql::Json<&Value> {
-        async_graphql::Json(&self.0.metadata)
-    }
-    async fn recorded_at(&self) -> DateTime<Utc> {
-        self.0.recorded_at
-    }
-    /// This event's link in its stream's SHA-256 chain.
-    async fn hash(&self) -> &str {
-        &self.0.hash
-    }
-    async fn actor(&self) -> EventActor {
-        let field = |name: &str| {
-            self.0
-                .metadata
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        EventActor {
-            r#type: field("actor.type"),
-            api_key_id: field("actor.api_key_id"),
-            api_key_prefix: field("actor.api_key_prefix"),
-            organization_id: field("organization_id"),
-            azure_subscription_id: field("azure.subscription_id"),
-            azure_notification_id: field("azure.notification_id"),
-            request_id: field("request_id"),
-        }
-    }
-}
-
-/// A page of events with cursors.
-#[derive(SimpleObject)]
-pub struct AuditEventConnection {
-    pub edges: Vec<AuditEventEdge>,
-    pub page_info: PageInfo,
-}
-
-/// One event and its cursor.
-#[derive(SimpleObject)]
-pub struct AuditEventEdge {
-    pub cursor: String,
-    pub node: AuditEvent,
-}
-
-/// Everything that happened to one build: the deliveries that reported it and the events of its stream.
-#[derive(SimpleObject)]
-pub struct BuildHistory {
-    pub build_id: ID,
-    pub deliveries: Vec<Delivery>,
-    pub events: Vec<AuditEvent>,
-}
-
-/// Whether one projection holds every stream of the event store.
-#[derive(SimpleObject)]
-pub struct ProjectionStatus {
-    pub name: String,
-    /// Streams in the event store without their row in this read model (expired builds excepted). Projections are
-    /// applied in the append's own transaction, so this is 0 unless a read model was edited behind the service's
-    /// back; `lathe replay` repairs it.
-    pub missing_streams: i64,
-}
-
-/// A seal of the organization's event history, to keep outside Lathe (see `auditSealHolds`).
-#[derive(SimpleObject)]
-pub struct AuditSeal {
-    /// `<horizon>:<events>:<digest>`: the line to keep.
-    pub seal: String,
-    /// Every transaction with a lower id had ended when the seal was taken; the sealed events are the ones they
-    /// committed.
-    pub horizon: String,
-    /// The organization's events committed before the horizon.
-    pub events: i64,
-    /// SHA-256 (hex) over the last link of each of the organization's streams before the horizon.
-    pub digest: String,
-}
+use types::{AuditEventConnection, AuditSeal, BuildHistory, ProjectionStatus};
 
 /// Audit queries, merged into the root query.
 #[derive(Default)]
@@ -138,6 +23,7 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// The organization's events in commit order, optionally of one aggregate type or instance.
+    #[graphql(complexity = "budget::paged(first, child_complexity)")]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -151,31 +37,14 @@ impl AuditQuery {
             organization_id: Some(r.organization_id()),
             aggregate_type,
             aggregate_id,
-            after: after.as_deref().map(cursor::decode_pair).transpose()?,
             ..EventFilter::default()
         };
-        let page = audit::page(&r.state.pool, &filter, cursor::page_size(first)?)
-            .await
-            .map_err(ApiError::from)?;
-        let edges: Vec<AuditEventEdge> = page
-            .items
-            .into_iter()
-            .map(|record| AuditEventEdge {
-                cursor: cursor::encode_pair(record.transaction_id, record.position),
-                node: AuditEvent(record),
-            })
-            .collect();
-        let end_cursor = edges.last().map(|edge| edge.cursor.clone());
-        Ok(AuditEventConnection {
-            edges,
-            page_info: PageInfo {
-                has_next_page: page.has_next_page,
-                end_cursor,
-            },
-        })
+        Ok(AuditEventConnection::read(&r.state.pool, filter, first, after).await?)
     }
 
-    /// The whole life of one build or queue entry, from delivery to assignment or rejection, with actors.
+    /// The whole life of one build or queue entry, from delivery to assignment or rejection, with actors. Once per
+    /// request; its events come a page at a time.
+    #[graphql(complexity = "50 + child_complexity")]
     async fn build_history(
         &self,
         ctx: &Context<'_>,
@@ -183,32 +52,31 @@ impl AuditQuery {
     ) -> async_graphql::Result<BuildHistory> {
         let r = Resolver::new(ctx, Scope::AuditRead)?;
         let build_id = parse_id(&id, "id")?;
-        let filter = EventFilter {
-            organization_id: Some(r.organization_id()),
-            aggregate_type: Some(<BuildQueue as cqrs_es::Aggregate>::TYPE.to_owned()),
-            aggregate_id: Some(build_id.to_string()),
-            ..EventFilter::default()
-        };
-        let events = audit::page(&r.state.pool, &filter, 10_000)
+        let mut first = BuildHistory::stream(r.organization_id(), &build_id.to_string());
+        // Whether the stream exists, without reading a payload.
+        first.payload_inline_max = Some(0);
+        let exists = !audit::page(&r.state.pool, &first, 1)
             .await
             .map_err(ApiError::from)?
-            .items;
-        if events.is_empty() {
+            .items
+            .is_empty();
+        if !exists {
             return Err(ApiError::NotFound(format!("no build {build_id}")).into());
         }
         let deliveries = deliveries::for_build(&r.state.pool, r.organization_id(), build_id)
             .await
             .map_err(ApiError::from)?;
         Ok(BuildHistory {
-            build_id: id,
+            build_id: ID(build_id.to_string()),
             deliveries: deliveries.into_iter().map(Delivery).collect(),
-            events: events.into_iter().map(AuditEvent).collect(),
+            organization_id: r.organization_id(),
         })
     }
 
     /// Seals the organization's event history as it stands. Each stream's hash chain shows an edited or removed
     /// event inside it; a seal kept outside Lathe also shows a stream deleted whole, events cut from a stream's end,
-    /// or a stream rewritten with recomputed links.
+    /// or a stream rewritten with recomputed links. Once per request.
+    #[graphql(complexity = "500 + child_complexity")]
     async fn audit_seal(&self, ctx: &Context<'_>) -> async_graphql::Result<AuditSeal> {
         let r = Resolver::new(ctx, Scope::AuditRead)?;
         let seal = audit::organization_seal(&r.state.pool, r.organization_id(), None)
@@ -224,7 +92,8 @@ impl AuditQuery {
 
     /// Whether the organization's events committed before `seal` (from `auditSeal`) are still the sealed ones:
     /// false when any of them was deleted, cut off, inserted or rewritten since. Events committed after it do not
-    /// change the answer.
+    /// change the answer. Once per request.
+    #[graphql(complexity = 500)]
     async fn audit_seal_holds(
         &self,
         ctx: &Context<'_>,
@@ -248,15 +117,20 @@ impl AuditQuery {
         Ok(now == seal)
     }
 
-    /// Whether each projection holds every stream of the event store.
+    /// Whether each projection holds every stream of the organization. Once per request.
+    #[graphql(complexity = "100 + child_complexity")]
     async fn projection_status(
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<ProjectionStatus>> {
         let r = Resolver::new(ctx, Scope::AuditRead)?;
-        let missing = replay::missing_streams(&r.state.pool, &Registry::standard())
-            .await
-            .map_err(ApiError::from)?;
+        let missing = replay::missing_streams_of(
+            &r.state.pool,
+            &Registry::standard(),
+            Some(r.organization_id()),
+        )
+        .await
+        .map_err(ApiError::from)?;
         Ok(missing
             .into_iter()
             .map(|(name, missing_streams)| ProjectionStatus {

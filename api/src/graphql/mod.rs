@@ -2,17 +2,20 @@
 
 mod audit;
 mod azure;
+mod budget;
 mod cursor;
+pub(crate) mod loaders;
 mod mutation;
 mod query;
 mod types;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{Context, EmptySubscription, Schema};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use uuid::Uuid;
 
 use projections::CommandContext;
@@ -42,12 +45,19 @@ pub struct Mutation(
 /// The schema served at `/graphql`.
 pub type LatheSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Builds the schema; `state` is available to every resolver.
+/// Builds the schema; `state` is available to every resolver. A request's cost is checked by [`budget::Budget`]
+/// (with a message naming the budget, instead of async-graphql's own "Query is too complex").
 pub fn build_schema(state: AppState) -> LatheSchema {
+    let budget = budget::Budget {
+        max_fields: state.limits.graphql_max_fields,
+        max_cost: state.limits.graphql_max_cost,
+    };
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(state)
-        .limit_depth(12)
-        .limit_complexity(5_000)
+        .extension(budget)
+        // Deep enough for the introspection query of GraphiQL and code generators (13 levels); what a request
+        // reads is bounded by the budget, not by its depth.
+        .limit_depth(16)
         .finish()
 }
 
@@ -72,19 +82,22 @@ enum Caller {
 /// The request id, for the events a request causes.
 struct RequestId(Option<String>);
 
-/// `POST /graphql`.
+/// `POST /graphql`. The caller is authenticated from the headers before the body is read: a wrong, revoked or
+/// expired key is answered 401 without reading it, a caller without a key (who may only introspect) may send a
+/// smaller body than one with a key, and no body is read past its limit (413).
 pub async fn graphql_handler(
     State(state): State<AppState>,
     State(schema): State<LatheSchema>,
     headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
+    body: Body,
+) -> Response {
     let mut rate = None;
-    let caller = match authenticate(&state, &headers).await {
+    let with_key = state.limits.graphql_max_body_bytes;
+    let (caller, body_limit) = match authenticate(&state, &headers).await {
         Ok(principal) => {
             let bucket = crate::rate_limit::Bucket::ApiKey(principal.api_key_id);
             let limit = principal.rate_limit_per_minute;
-            match crate::rate_limit::spend_and_note(
+            let caller = match crate::rate_limit::spend_and_note(
                 &state,
                 bucket,
                 limit,
@@ -110,14 +123,36 @@ pub async fn graphql_handler(
                     error.log_if_internal();
                     Caller::Refused("authentication is unavailable; try again".to_owned())
                 }
-            }
+            };
+            (caller, with_key)
         }
         Err(ApiError::Internal(cause)) => {
             tracing::error!(error = format!("{cause:#}"), "authentication failed");
-            Caller::Refused("authentication is unavailable; try again".to_owned())
+            let refused = Caller::Refused("authentication is unavailable; try again".to_owned());
+            (refused, with_key)
         }
-        Err(refused) => Caller::Refused(refused.to_string()),
+        Err(refused) if headers.contains_key(header::AUTHORIZATION) => {
+            return request_error(refused);
+        }
+        Err(refused) => (
+            Caller::Refused(refused.to_string()),
+            state.limits.graphql_anonymous_max_body_bytes,
+        ),
     };
+    let bytes = match read_body(&headers, body, body_limit).await {
+        Ok(bytes) => bytes,
+        Err(error) => return request_error(error),
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
+        Ok(request) => request,
+        Err(error) => {
+            return request_error(ApiError::BadUserInput(format!(
+                "the body is not a GraphQL request (JSON with `query`, optional `variables` and \
+                 `operationName`): {error}"
+            )))
+        }
+    };
+    drop(bytes);
     let request_id = headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
@@ -128,14 +163,27 @@ pub async fn graphql_handler(
         } => Some(*retry_after_secs),
         _ => None,
     };
+    let response_bytes = std::sync::Arc::new(budget::ResponseBytes::new(
+        state.limits.graphql_max_response_bytes,
+    ));
     let request = request
-        .into_inner()
         .data(caller)
-        .data(RequestId(request_id));
+        .data(RequestId(request_id))
+        .data(loaders::for_request(state.pool.clone()))
+        .data(response_bytes.clone());
     let mut response = schema.execute(request).await;
+    if response_bytes.exceeded() {
+        // The partial answer is dropped: one clear error instead of data cut at an arbitrary field.
+        let headers = std::mem::take(&mut response.http_headers);
+        response = async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+            response_bytes.message(),
+            None,
+        )]);
+        response.http_headers = headers;
+    }
     // Resolver errors are `ApiError`s, kept as the source of the GraphQL error. Errors without a source come from
-    // async-graphql itself (parse, validation, input coercion): they are all the caller's to fix. Anything else
-    // is unexpected, so its text is not sent.
+    // async-graphql itself (parse, validation, input coercion) or from the request budget: they are all the
+    // caller's to fix. Anything else is unexpected, so its text is not sent.
     for error in &mut response.errors {
         let code = match error.source::<ApiError>() {
             Some(api_error) => {
@@ -162,7 +210,56 @@ pub async fn graphql_handler(
             .http_headers
             .insert("retry-after", axum::http::HeaderValue::from(seconds));
     }
-    response.into()
+    GraphQLResponse::from(response).into_response()
+}
+
+/// Reads the body up to `limit` bytes: a larger `Content-Length` is refused before reading anything, and a body
+/// without one is refused as soon as it grows past the limit.
+async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit_bytes: limit };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large);
+    }
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |length| length as usize));
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|error| {
+            ApiError::BadUserInput(format!("the body could not be read: {error}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(too_large);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// A request refused before it runs, as a GraphQL error with the error's HTTP status.
+fn request_error(error: ApiError) -> Response {
+    error.log_if_internal();
+    let mut status = error.status();
+    if status == StatusCode::UNPROCESSABLE_ENTITY {
+        status = StatusCode::BAD_REQUEST;
+    }
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": error.to_string(), "extensions": { "code": error.code() } }],
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {

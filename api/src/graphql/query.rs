@@ -10,7 +10,7 @@ use super::types::{
     connection, scope_names, ApiKey, Build, DeliveryConnection, Organization, Project, QueueStatus,
     QueuedBuild, QueuedBuildConnection, Release, ReleaseConnection, ReleaseStatus,
 };
-use super::{cursor, parse_id, Resolver};
+use super::{budget, cursor, parse_id, Resolver};
 use crate::error::ApiError;
 
 /// The dashboards' queries.
@@ -34,6 +34,7 @@ impl QueryRoot {
     }
 
     /// Builds in the queue with one status, newest first.
+    #[graphql(complexity = "budget::paged(first, child_complexity)")]
     async fn build_queue(
         &self,
         ctx: &Context<'_>,
@@ -70,6 +71,8 @@ impl QueryRoot {
             .map(QueuedBuild))
     }
 
+    /// The organization's projects, by name. (Costed as 20 projects: an organization has few.)
+    #[graphql(complexity = "budget::listed(20, child_complexity)")]
     async fn projects(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Project>> {
         let r = Resolver::new(ctx, Scope::BuildsRead)?;
         let rows = projects::list(&r.state.pool, r.organization_id())
@@ -87,6 +90,7 @@ impl QueryRoot {
     }
 
     /// Releases, newest first, optionally of one project and one status.
+    #[graphql(complexity = "budget::paged(first, child_complexity)")]
     async fn releases(
         &self,
         ctx: &Context<'_>,
@@ -132,7 +136,8 @@ impl QueryRoot {
         Ok(row.filter(|row| row.release_id.is_some()).map(Build))
     }
 
-    /// The organization's API keys, newest first, revoked ones included.
+    /// The organization's API keys, newest first, revoked ones included. (Costed as 20 keys.)
+    #[graphql(complexity = "budget::listed(20, child_complexity)")]
     async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
         let r = Resolver::new(ctx, Scope::KeysManage)?;
         let rows = api_keys::list(&r.state.pool, r.organization_id())
@@ -143,6 +148,7 @@ impl QueryRoot {
 
     /// The organization's deliveries to the webhook and ingest endpoints, newest first: what arrived, and what
     /// became of it and why. Refused deliveries whose caller could not be identified are not shown.
+    #[graphql(complexity = "budget::paged(first, child_complexity)")]
     async fn webhook_deliveries(
         &self,
         ctx: &Context<'_>,

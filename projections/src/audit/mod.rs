@@ -14,7 +14,7 @@ use seal::Sealing;
 
 /// The horizon a seal taken now would have.
 pub use crate::database::horizon as current_horizon;
-pub use history::{export, page, EventFilter, EventRecord, ExportError};
+pub use history::{export, page, payload_chunk, EventFilter, EventRecord, ExportError};
 pub use seal::{organization_seal, Seal};
 
 /// The stored fields of an event that its link covers, as the exact text stored.

@@ -118,6 +118,39 @@ pub async fn release_page(
     Ok(Page::from_overfetch(rows, limit))
 }
 
+/// The first page of the builds of each of several releases, newest first: one statement for a page of releases
+/// (the dashboards' `releases { builds }`), instead of one per release. `after` applies to every release.
+pub async fn release_pages(
+    pool: &PgPool,
+    release_ids: &[Uuid],
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<std::collections::HashMap<Uuid, Page<BuildRow>>, sqlx::Error> {
+    let (after_time, after_id) = after.unzip();
+    let rows: Vec<BuildRow> = sqlx::query_as(&format!(
+        "SELECT b.* FROM unnest($1::uuid[]) WITH ORDINALITY AS p(release_id, n)
+         CROSS JOIN LATERAL (
+             SELECT {COLUMNS} FROM builds
+             WHERE release_id = p.release_id
+               AND ($2::timestamptz IS NULL OR (added_to_release_at, build_id) < ($2, $3))
+             ORDER BY added_to_release_at DESC, build_id DESC
+             LIMIT $4) b
+         ORDER BY p.n, b.added_to_release_at DESC, b.build_id DESC"
+    ))
+    .bind(release_ids)
+    .bind(after_time)
+    .bind(after_id)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(crate::group_pages(
+        release_ids,
+        rows,
+        |row| row.release_id,
+        limit,
+    ))
+}
+
 /// A project's live builds, newest first: what the retention job measures against its policy.
 pub async fn of_project(
     pool: &PgPool,

@@ -22,6 +22,9 @@ pub struct AzureQuery;
 #[Object]
 impl AzureQuery {
     /// Calls to Azure DevOps, newest first: pending ones with their next attempt, failed ones with their error.
+    #[graphql(
+        complexity = "crate::graphql::budget::listed(first.clamp(1, 500) as usize, child_complexity)"
+    )]
     async fn azure_dev_ops_deliveries(
         &self,
         ctx: &Context<'_>,

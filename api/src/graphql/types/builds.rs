@@ -4,13 +4,13 @@ use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use domain::build_queue::QueueReason as DomainQueueReason;
-use projections::test_results::{self, TestResultRow};
-use projections::{builds, builds::BuildRow, projects};
+use projections::test_results::TestResultRow;
+use projections::{builds, builds::BuildRow};
 
 use super::{PageInfo, Project, TestResultConnection};
 use crate::error::ApiError;
-use crate::graphql::cursor;
-use crate::state::AppState;
+use crate::graphql::loaders::{BuildResults, Loaders};
+use crate::graphql::{budget, cursor};
 
 /// Where a build stands in the queue.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -84,17 +84,6 @@ fn pull_request(row: &BuildRow) -> Option<PullRequest> {
     })
 }
 
-async fn project_of(ctx: &Context<'_>, row: &BuildRow) -> async_graphql::Result<Option<Project>> {
-    let Some(project_id) = row.project_id else {
-        return Ok(None);
-    };
-    let state = ctx.data_unchecked::<AppState>();
-    let project = projects::find(&state.pool, row.organization_id, project_id)
-        .await
-        .map_err(ApiError::from)?;
-    Ok(project.map(Project))
-}
-
 /// A build waiting in (or resolved from) the build queue.
 pub struct QueuedBuild(pub BuildRow);
 
@@ -112,7 +101,7 @@ impl QueuedBuild {
     }
     /// The matched or selected project, if any.
     async fn project(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Project>> {
-        project_of(ctx, &self.0).await
+        super::project_of(ctx, self.0.organization_id, self.0.project_id).await
     }
     async fn branch(&self) -> Option<&str> {
         self.0.branch.as_deref()
@@ -166,7 +155,7 @@ impl Build {
         &self.0.source
     }
     async fn project(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Project>> {
-        project_of(ctx, &self.0).await
+        super::project_of(ctx, self.0.organization_id, self.0.project_id).await
     }
     async fn release_id(&self) -> Option<ID> {
         self.0.release_id.map(|id| ID(id.to_string()))
@@ -203,6 +192,7 @@ impl Build {
     }
 
     /// The build's test results in upload order, optionally of one status.
+    #[graphql(complexity = "budget::paged(first, child_complexity)")]
     async fn test_results(
         &self,
         ctx: &Context<'_>,
@@ -210,20 +200,21 @@ impl Build {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<TestResultConnection> {
-        let state = ctx.data_unchecked::<AppState>();
-        let limit = cursor::page_size(first)?;
-        let after = after.as_deref().map(cursor::decode_ordinal).transpose()?;
-        let page = test_results::page(
-            &state.pool,
-            self.0.build_id,
-            status.map(TestStatus::as_str),
-            after,
-            limit,
-        )
-        .await
-        .map_err(ApiError::from)?;
-        let items: Vec<(String, TestResult)> = page
-            .items
+        let key = BuildResults {
+            build_id: self.0.build_id,
+            status: status.map(TestStatus::as_str),
+            after: after.as_deref().map(cursor::decode_ordinal).transpose()?,
+            limit: cursor::page_size(first)?,
+        };
+        let page = ctx
+            .data::<Loaders>()?
+            .load_one(key)
+            .await
+            .map_err(ApiError::from)?;
+        let (rows, has_next_page) = page.map_or((Vec::new(), false), |page| {
+            (page.items.clone(), page.has_next_page)
+        });
+        let items: Vec<(String, TestResult)> = rows
             .into_iter()
             .map(|row| (cursor::encode_ordinal(row.ordinal), TestResult(row)))
             .collect();
@@ -231,7 +222,7 @@ impl Build {
         Ok(TestResultConnection::from((
             items,
             PageInfo {
-                has_next_page: page.has_next_page,
+                has_next_page,
                 end_cursor,
             },
         )))

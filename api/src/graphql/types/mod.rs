@@ -90,6 +90,26 @@ where
     ))
 }
 
+/// A build's or release's project, read with the other projects of the same list (see [`crate::graphql::loaders`]).
+pub(crate) async fn project_of(
+    ctx: &async_graphql::Context<'_>,
+    organization_id: uuid::Uuid,
+    project_id: Option<uuid::Uuid>,
+) -> async_graphql::Result<Option<Project>> {
+    let Some(project_id) = project_id else {
+        return Ok(None);
+    };
+    let row = ctx
+        .data::<crate::graphql::loaders::Loaders>()?
+        .load_one(crate::graphql::loaders::ProjectOf {
+            organization_id,
+            project_id,
+        })
+        .await
+        .map_err(crate::error::ApiError::from)?;
+    Ok(row.map(|row| Project((*row).clone())))
+}
+
 /// The id a row's cursor is made from.
 pub trait RowId {
     fn row_id(&self) -> uuid::Uuid;

@@ -4,12 +4,12 @@ use async_graphql::{ComplexObject, Context, Enum, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use projections::releases::ReleaseRow;
-use projections::{builds, projects};
+use projections::Page;
 
 use super::{connection, Build, BuildConnection, Project};
 use crate::error::ApiError;
-use crate::graphql::cursor;
-use crate::state::AppState;
+use crate::graphql::loaders::{Loaders, ReleaseBuilds};
+use crate::graphql::{budget, cursor};
 
 /// A release's stage.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -74,30 +74,32 @@ impl From<ReleaseRow> for Release {
 #[ComplexObject]
 impl Release {
     async fn project(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Project>> {
-        let state = ctx.data_unchecked::<AppState>();
-        let project = projects::find(&state.pool, self.row.organization_id, self.row.project_id)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(project.map(Project))
+        super::project_of(ctx, self.row.organization_id, Some(self.row.project_id)).await
     }
 
     /// The release's builds, newest first.
+    #[graphql(complexity = "budget::paged(first, child_complexity)")]
     async fn builds(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<BuildConnection> {
-        let state = ctx.data_unchecked::<AppState>();
-        let limit = cursor::page_size(first)?;
-        let page = builds::release_page(
-            &state.pool,
-            self.row.release_id,
-            cursor::after(after)?,
-            limit,
-        )
-        .await
-        .map_err(ApiError::from)?;
+        let key = ReleaseBuilds {
+            release_id: self.row.release_id,
+            after: cursor::after(after)?,
+            limit: cursor::page_size(first)?,
+        };
+        let page = ctx
+            .data::<Loaders>()?
+            .load_one(key)
+            .await
+            .map_err(ApiError::from)?
+            .map(|page| (*page).clone())
+            .unwrap_or(Page {
+                items: Vec::new(),
+                has_next_page: false,
+            });
         Ok(connection(
             page,
             |row| row.added_to_release_at.unwrap_or(row.received_at),
