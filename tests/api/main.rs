@@ -6,6 +6,7 @@ mod auth;
 mod durability;
 mod fake_azure;
 mod health;
+mod hostile_input;
 mod ingest;
 mod integration;
 mod process;

@@ -5,6 +5,7 @@ mod azure;
 mod cursor;
 mod mutation;
 mod query;
+mod text_guard;
 mod types;
 
 use async_graphql::http::GraphiQLSource;
@@ -48,6 +49,7 @@ pub fn build_schema(state: AppState) -> LatheSchema {
         .data(state)
         .limit_depth(12)
         .limit_complexity(5_000)
+        .extension(text_guard::TextGuard)
         .finish()
 }
 

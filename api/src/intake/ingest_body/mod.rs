@@ -18,6 +18,7 @@ use domain::urls::collection_key;
 
 use super::BuildSubmission;
 use crate::error::{ApiError, FieldError};
+use crate::input::{self, TextRule, IDENTIFIER};
 
 /// Most field errors listed in one 422 answer.
 use seeds::{BodySeed, Parsed, Results};
@@ -33,13 +34,30 @@ impl Problems {
         self.0.push(FieldError::new(field, message));
     }
 
-    /// An optional string field.
-    fn text(&mut self, object: &Map<String, Value>, field: &str, path: &str) -> Option<String> {
+    /// An optional string field, checked (or cleaned) by `rule`.
+    fn text(
+        &mut self,
+        object: &Map<String, Value>,
+        field: &str,
+        path: &str,
+        rule: TextRule,
+    ) -> Option<String> {
         match object.get(field) {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
+            Some(Value::String(s)) => self.checked(path, s, rule),
             Some(_) => {
                 self.add(path, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A string trimmed and checked (or cleaned) by `rule`; `None` when blank or refused.
+    fn checked(&mut self, path: &str, value: &str, rule: TextRule) -> Option<String> {
+        match rule.apply(value.trim()) {
+            Ok(value) => Some(value.trim().to_owned()).filter(|s| !s.is_empty()),
+            Err(problem) => {
+                self.add(path, problem);
                 None
             }
         }
@@ -49,7 +67,7 @@ impl Problems {
     fn id(&mut self, object: &Map<String, Value>, field: &str) -> Option<String> {
         match object.get(field) {
             Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Some(Value::String(s)) if !s.trim().is_empty() => self.checked(field, s, IDENTIFIER),
             None | Some(Value::Null) => None,
             Some(_) => {
                 self.add(
@@ -91,28 +109,41 @@ pub(super) fn parse_body(
     };
     let object = &object;
     let mut problems = Problems::default();
-    let build_name = problems.text(object, "build_name", "build_name");
-    if build_name.is_none() && !matches!(object.get("build_name"), Some(v) if !v.is_string()) {
+    let problems_before = problems.0.len();
+    let build_name = problems.text(object, "build_name", "build_name", input::NAME);
+    if build_name.is_none()
+        && problems.0.len() == problems_before
+        && !matches!(object.get("build_name"), Some(v) if !v.is_string())
+    {
         problems.add("build_name", "is required");
     }
-    let branch = problems.text(object, "branch", "branch");
-    let commit_sha = problems.text(object, "commit_sha", "commit_sha");
-    let project = problems.text(object, "project", "project");
-    let repository_url = problems.text(object, "repository_url", "repository_url");
-    let release = problems.text(object, "release", "release");
-    let build_url = problems.text(object, "build_url", "build_url");
-    let azure_collection_url =
-        problems.text(object, "azure_collection_url", "azure_collection_url");
+    let branch = problems.text(object, "branch", "branch", input::BRANCH);
+    let commit_sha = problems.text(object, "commit_sha", "commit_sha", IDENTIFIER);
+    // A project id, URL or name: as long as a URL may be.
+    let project = problems.text(object, "project", "project", input::URL);
+    let repository_url = problems.text(object, "repository_url", "repository_url", input::URL);
+    let release = problems.text(object, "release", "release", input::NAME);
+    let build_url = problems.text(object, "build_url", "build_url", input::URL);
+    let azure_collection_url = problems.text(
+        object,
+        "azure_collection_url",
+        "azure_collection_url",
+        input::URL,
+    );
     let azure_build_id = problems.id(object, "azure_build_id");
-    let pull_request = problems
-        .id(object, "pull_request_number")
-        .and_then(|n| match n.parse() {
-            Ok(number) => Some(number),
-            Err(_) => {
+    let pull_request = problems.id(object, "pull_request_number").and_then(|n| {
+        match input::pull_request_number(&n) {
+            Ok(Some(number)) => Some(number),
+            Ok(None) => {
                 problems.add("pull_request_number", "must be a positive integer");
                 None
             }
-        });
+            Err(problem) => {
+                problems.add("pull_request_number", problem);
+                None
+            }
+        }
+    });
     let results = match results {
         Results::List(results) => results,
         Results::Missing => {
@@ -232,8 +263,11 @@ fn test_result(problems: &mut Problems, index: usize, item: &Value) -> Option<Te
         return None;
     };
     let before = problems.0.len();
-    let title = problems.text(object, "title", &path("title"));
-    if title.is_none() && !matches!(object.get("title"), Some(v) if !v.is_string()) {
+    let title = problems.text(object, "title", &path("title"), input::TEST_TITLE);
+    if title.is_none()
+        && problems.0.len() == before
+        && !matches!(object.get("title"), Some(v) if !v.is_string())
+    {
         problems.add(path("title"), "is required");
     }
     let status = match object.get("status") {
@@ -255,14 +289,22 @@ fn test_result(problems: &mut Problems, index: usize, item: &Value) -> Option<Te
         Some(value) => value
             .as_u64()
             .or_else(|| {
-                // Many reporters emit fractional milliseconds.
+                // Many reporters emit fractional milliseconds. The range is checked before rounding: a cast
+                // would saturate 1e300 to a number the database then refuses.
                 value
                     .as_f64()
-                    .filter(|v| *v >= 0.0)
+                    .filter(|v| (0.0..=input::MAX_DURATION_MS as f64).contains(v))
                     .map(|v| v.round() as u64)
             })
+            .filter(|ms| *ms <= input::MAX_DURATION_MS)
             .or_else(|| {
-                problems.add(path("duration_ms"), "must be a non-negative number");
+                problems.add(
+                    path("duration_ms"),
+                    format!(
+                        "must be a number from 0 to {} (milliseconds)",
+                        input::MAX_DURATION_MS
+                    ),
+                );
                 None
             }),
     };
@@ -272,24 +314,43 @@ fn test_result(problems: &mut Problems, index: usize, item: &Value) -> Option<Te
             .as_i64()
             .and_then(|p| i32::try_from(p).ok())
             .or_else(|| {
-                problems.add(path("priority"), "must be an integer");
+                problems.add(
+                    path("priority"),
+                    "must be an integer from -2147483648 to 2147483647",
+                );
                 None
             }),
     };
     // Steps may come as one text or a list of lines.
     let steps = match object.get("steps") {
-        Some(Value::Array(lines)) if lines.iter().all(Value::is_string) => Some(
-            lines
+        Some(Value::Array(lines)) if lines.iter().all(Value::is_string) => {
+            let joined = lines
                 .iter()
                 .filter_map(Value::as_str)
                 .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-        _ => problems.text(object, "steps", &path("steps")),
+                .join("\n");
+            problems.checked(&path("steps"), &joined, input::TOOL_OUTPUT)
+        }
+        _ => problems.text(object, "steps", &path("steps"), input::TOOL_OUTPUT),
     };
-    let error_message = problems.text(object, "error_message", &path("error_message"));
-    let tester_notes = problems.text(object, "tester_notes", &path("tester_notes"));
-    let environment = problems.text(object, "environment", &path("environment"));
+    let error_message = problems.text(
+        object,
+        "error_message",
+        &path("error_message"),
+        input::TOOL_OUTPUT,
+    );
+    let tester_notes = problems.text(
+        object,
+        "tester_notes",
+        &path("tester_notes"),
+        input::TOOL_OUTPUT,
+    );
+    let environment = problems.text(
+        object,
+        "environment",
+        &path("environment"),
+        input::TOOL_OUTPUT_SHORT,
+    );
     if problems.0.len() > before {
         return None;
     }
