@@ -61,7 +61,10 @@ mod tests {
             std::borrow::Cow::Borrowed("plain")
         ));
         assert_eq!(clean_text("a\0b\0", 10), "ab");
-        let cut = clean_text(&format!("{}\0{}", "x".repeat(10), "y".repeat(5)), 12);
-        assert_eq!(cut, "xxxxxxxxxxy\n[… 4 more characters cut by Lathe]");
+        let long = format!("{}\0{}", "x".repeat(10), "y".repeat(5));
+        assert_eq!(
+            clean_text(&long, 12),
+            "xxxxxxxxxxy\n[… 4 more characters cut by Lathe]"
+        );
     }
 }

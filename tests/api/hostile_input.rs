@@ -90,9 +90,38 @@ async fn a_nul_or_an_overlong_value_in_any_ingest_build_field_is_422_naming_it()
     body["test_results"][0]["title"] = json!("t".repeat(2_001));
     let answer = app.ingest(&auth, &body, &[]).await;
     assert_refused_naming(&answer, "test_results[0].title", "overlong title");
-    // Nothing of a refused call was stored, and every call was answered: the service still takes a good one.
+    // A NUL written as `%00` is one too where Lathe decodes it (the build id of a build URL); in a URL's path it
+    // stays the text `%00`, which is stored as sent.
+    for (field, value) in [
+        (
+            "build_url",
+            "https://dev.azure.com/fabrikam/web/_build/results?buildId=7%00",
+        ),
+        ("azure_collection_url", "https://dev.azure.com/fab%00rikam/"),
+        (
+            "repository_url",
+            "https://dev.azure.com/fab%00rikam/web/_git/web",
+        ),
+    ] {
+        let mut body = full_body();
+        body[field] = json!(value);
+        if field == "build_url" {
+            body["azure_build_id"] = Value::Null;
+            body["azure_collection_url"] = Value::Null;
+        }
+        let answer = app.ingest(&auth, &body, &[]).await;
+        if field == "build_url" {
+            assert_refused_naming(&answer, field, value);
+        } else {
+            assert!(
+                [200, 201].contains(&answer.status),
+                "{field} = {value}: {answer:?}"
+            );
+        }
+    }
+    // Every call was answered, and the service still takes a good one.
     let answer = app.ingest(&auth, &full_body(), &[]).await;
-    assert_eq!(answer.status, 201, "{answer:?}");
+    assert!([200, 201].contains(&answer.status), "{answer:?}");
 }
 
 #[tokio::test]

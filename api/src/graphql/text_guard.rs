@@ -43,17 +43,17 @@ impl Extension for TextGuard {
                     check(&path, &default.node, Some(default.pos))?;
                 }
             }
-            check_selections(&operation.node.selection_set.node, &document)?;
+            check_selections(&operation.node.selection_set.node)?;
         }
         for fragment in document.fragments.values() {
-            check_selections(&fragment.node.selection_set.node, &document)?;
+            check_selections(&fragment.node.selection_set.node)?;
         }
         Ok(document)
     }
 }
 
 /// Checks the arguments of every field of a selection set and of the fields beneath it.
-fn check_selections(set: &SelectionSet, document: &ExecutableDocument) -> ServerResult<()> {
+fn check_selections(set: &SelectionSet) -> ServerResult<()> {
     for selection in &set.items {
         match &selection.node {
             Selection::Field(field) => {
@@ -67,10 +67,10 @@ fn check_selections(set: &SelectionSet, document: &ExecutableDocument) -> Server
                     let path = format!("{}({})", field.node.name.node, name.node);
                     check(&path, &literal, Some(value.pos))?;
                 }
-                check_selections(&field.node.selection_set.node, document)?;
+                check_selections(&field.node.selection_set.node)?;
             }
             Selection::InlineFragment(fragment) => {
-                check_selections(&fragment.node.selection_set.node, document)?;
+                check_selections(&fragment.node.selection_set.node)?;
             }
             // Fragments are checked once, from the document's list.
             Selection::FragmentSpread(_) => {}

@@ -222,6 +222,14 @@ fn identity(
             .map(|(_, v)| v.into_owned())?;
         Some((collection_key(url)?, id))
     });
+    // The build id is read percent-decoded: `buildId=%00` is a NUL like any other.
+    let from_url = from_url.filter(|(_, id)| match IDENTIFIER.apply(id) {
+        Ok(_) => true,
+        Err(problem) => {
+            problems.add("build_url", format!("its buildId {problem}"));
+            false
+        }
+    });
     if build_url.is_some() && from_url.is_none() && azure_build_id.is_none() {
         problems.add(
             "build_url",
