@@ -2,12 +2,13 @@
 //! into typed results one at a time while the body is read, so a 100,000-result body never exists as a JSON tree
 //! (which took several times the body's size).
 
+mod problems;
 mod seeds;
 #[cfg(test)]
 mod tests;
 
 use serde::de::DeserializeSeed;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use domain::build_queue::{
@@ -18,67 +19,13 @@ use domain::urls::collection_key;
 
 use super::BuildSubmission;
 use crate::error::{ApiError, FieldError};
-use crate::input::{self, TextRule, IDENTIFIER};
+use crate::input::{self, IDENTIFIER};
+use problems::Problems;
 
-/// Most field errors listed in one 422 answer.
 use seeds::{BodySeed, Parsed, Results};
 
+/// Most field errors listed in one 422 answer.
 const MAX_FIELD_ERRORS: usize = 100;
-
-/// Collects every problem of a body instead of stopping at the first, so that one answer names them all.
-#[derive(Default)]
-struct Problems(Vec<FieldError>);
-
-impl Problems {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError::new(field, message));
-    }
-
-    /// An optional string field, checked (or cleaned) by `rule`.
-    fn text(
-        &mut self,
-        object: &Map<String, Value>,
-        field: &str,
-        path: &str,
-        rule: TextRule,
-    ) -> Option<String> {
-        match object.get(field) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => self.checked(path, s, rule),
-            Some(_) => {
-                self.add(path, "must be a string");
-                None
-            }
-        }
-    }
-
-    /// A string trimmed and checked (or cleaned) by `rule`; `None` when blank or refused.
-    fn checked(&mut self, path: &str, value: &str, rule: TextRule) -> Option<String> {
-        match rule.apply(value.trim()) {
-            Ok(value) => Some(value.trim().to_owned()).filter(|s| !s.is_empty()),
-            Err(problem) => {
-                self.add(path, problem);
-                None
-            }
-        }
-    }
-
-    /// An optional field that may be a string or an integer (ids that pipelines print either way).
-    fn id(&mut self, object: &Map<String, Value>, field: &str) -> Option<String> {
-        match object.get(field) {
-            Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
-            Some(Value::String(s)) if !s.trim().is_empty() => self.checked(field, s, IDENTIFIER),
-            None | Some(Value::Null) => None,
-            Some(_) => {
-                self.add(
-                    field,
-                    "must be a non-empty string or a non-negative integer",
-                );
-                None
-            }
-        }
-    }
-}
 
 /// Parses and validates an ingest body and turns it into a submission, or names every wrong field.
 pub(super) fn parse_body(
@@ -109,10 +56,9 @@ pub(super) fn parse_body(
     };
     let object = &object;
     let mut problems = Problems::default();
-    let problems_before = problems.0.len();
     let build_name = problems.text(object, "build_name", "build_name", input::NAME);
     if build_name.is_none()
-        && problems.0.len() == problems_before
+        && problems.0.is_empty()
         && !matches!(object.get("build_name"), Some(v) if !v.is_string())
     {
         problems.add("build_name", "is required");
@@ -223,14 +169,14 @@ fn identity(
         Some((collection_key(url)?, id))
     });
     // The build id is read percent-decoded: `buildId=%00` is a NUL like any other.
-    let from_url = from_url.filter(|(_, id)| match IDENTIFIER.apply(id) {
-        Ok(_) => true,
-        Err(problem) => {
-            problems.add("build_url", format!("its buildId {problem}"));
-            false
-        }
-    });
-    if build_url.is_some() && from_url.is_none() && azure_build_id.is_none() {
+    let bad_id = from_url
+        .as_ref()
+        .and_then(|(_, id)| IDENTIFIER.apply(id).err());
+    if let Some(problem) = &bad_id {
+        problems.add("build_url", format!("its buildId {problem}"));
+    }
+    let from_url = from_url.filter(|_| bad_id.is_none());
+    if build_url.is_some() && from_url.is_none() && bad_id.is_none() && azure_build_id.is_none() {
         problems.add(
             "build_url",
             "must be an Azure DevOps build results URL with `?buildId=`",
