@@ -23,6 +23,8 @@ impl ExtensionFactory for TextGuard {
     }
 }
 
+// async-graphql's own (hidden) re-export of the macro its `Extension` trait is declared with: the same version by
+// construction, and no dependency added to this crate.
 #[async_graphql::async_trait::async_trait]
 impl Extension for TextGuard {
     async fn parse_query(
