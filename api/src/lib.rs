@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod graphql;
+pub mod input;
 pub mod intake;
 pub mod keys;
 pub mod rate_limit;

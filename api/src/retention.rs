@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use domain::build_queue::{BuildQueue, BuildQueueCommand, BuildQueueError};
@@ -91,7 +91,7 @@ async fn apply_policies(state: &AppState) -> Result<RetentionReport, anyhow::Err
         for (rank, (build_id, received_at)) in live.iter().enumerate() {
             let too_old = policy
                 .keep_days
-                .filter(|days| *received_at < now - chrono::Duration::days(i64::from(*days)));
+                .filter(|days| days_before(now, *days).is_some_and(|cut| *received_at < cut));
             let beyond_last = policy.keep_last.filter(|last| rank >= *last as usize);
             let reason = match (too_old, beyond_last) {
                 (Some(days), _) => {
@@ -104,8 +104,10 @@ async fn apply_policies(state: &AppState) -> Result<RetentionReport, anyhow::Err
                 report.builds_expired += 1;
             }
         }
-        if let Some(days) = policy.archive_completed_after_days {
-            let before = now - chrono::Duration::days(i64::from(days));
+        if let Some(before) = policy
+            .archive_completed_after_days
+            .and_then(|days| days_before(now, days))
+        {
             for release_id in
                 releases::completed_before(&state.pool, project.project_id, before).await?
             {
@@ -147,4 +149,10 @@ async fn expire(
         Err(CommandError::Domain(BuildQueueError::Expired)) => Ok(false),
         Err(error) => Err(anyhow::anyhow!("expiring build {build_id}: {error}")),
     }
+}
+
+/// `days` before `now`, or `None` before the first representable date (a rule kept by an older version may count
+/// more days than there are dates; nothing is that old).
+fn days_before(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
+    now.checked_sub_signed(chrono::Duration::days(i64::from(days)))
 }

@@ -15,4 +15,4 @@ pub mod release;
 mod text;
 pub mod urls;
 
-pub use text::{validate_name, NameError};
+pub use text::{clean_text, validate_name, NameError, MAX_NAME_CHARS, MAX_TEST_TITLE_CHARS};

@@ -28,9 +28,20 @@ pub struct DeliveryRow {
     pub request_id: Option<String>,
 }
 
-/// Appends deliveries to the log, in one statement.
+/// Longest text a log row keeps in a short column (ids, event type, request id): the log is for diagnosis, and a
+/// row must never be refused for what a caller sent.
+pub const MAX_LOG_FIELD_CHARS: usize = 256;
+/// Longest message a log row keeps.
+pub const MAX_LOG_MESSAGE_CHARS: usize = 4096;
+
+/// Appends deliveries to the log, in one statement. Every text is made storable first (NUL characters removed,
+/// cut at [`MAX_LOG_FIELD_CHARS`] or [`MAX_LOG_MESSAGE_CHARS`]): a delivery refused for a NUL in its `eventType`
+/// is logged with what it sent, minus the NUL, and never fails the statement for the other rows in it.
 pub async fn record(conn: &mut PgConnection, rows: &[DeliveryRow]) -> Result<(), sqlx::Error> {
-    let column = |f: fn(&DeliveryRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+    let short = |text: &str| domain::clean_text(text, MAX_LOG_FIELD_CHARS).into_owned();
+    let column = |f: fn(&DeliveryRow) -> Option<&str>| {
+        rows.iter().map(|row| f(row).map(short)).collect::<Vec<_>>()
+    };
     let id = |f: fn(&DeliveryRow) -> Option<Uuid>| rows.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO deliveries (delivery_id, organization_id, received_at, source, event_type, outcome, http_status,
@@ -45,7 +56,11 @@ pub async fn record(conn: &mut PgConnection, rows: &[DeliveryRow]) -> Result<(),
     .bind(column(|r| r.event_type.as_deref()))
     .bind(column(|r| Some(&r.outcome)))
     .bind(rows.iter().map(|r| r.http_status).collect::<Vec<_>>())
-    .bind(column(|r| Some(&r.message)))
+    .bind(
+        rows.iter()
+            .map(|r| domain::clean_text(&r.message, MAX_LOG_MESSAGE_CHARS).into_owned())
+            .collect::<Vec<_>>(),
+    )
     .bind(id(|r| r.build_id))
     .bind(id(|r| r.queued_build_id))
     .bind(column(|r| r.subscription_id.as_deref()))

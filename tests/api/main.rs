@@ -7,6 +7,7 @@ mod durability;
 mod fake_azure;
 mod graphql_cost;
 mod health;
+mod hostile_input;
 mod ingest;
 mod integration;
 mod process;

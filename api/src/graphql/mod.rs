@@ -7,6 +7,7 @@ mod cursor;
 pub(crate) mod loaders;
 mod mutation;
 mod query;
+mod text_guard;
 mod types;
 
 use async_graphql::http::GraphiQLSource;
@@ -54,6 +55,7 @@ pub fn build_schema(state: AppState) -> LatheSchema {
     };
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(state)
+        .extension(text_guard::TextGuard)
         .extension(budget)
         // Deep enough for the introspection query of GraphiQL and code generators (13 levels); what a request
         // reads is bounded by the budget, not by its depth.

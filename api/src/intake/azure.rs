@@ -157,10 +157,7 @@ fn build_complete(body: &Value, resource: &Value) -> Delivery {
     let result = text(&resource["result"]).or_else(|| text(&resource["status"]));
     let definition = text(&resource["definition"]["name"]);
     let number = text(&resource["buildNumber"]).unwrap_or_else(|| build_id.clone());
-    let name = match definition {
-        Some(definition) => format!("{definition} {number}"),
-        None => number,
-    };
+    let name = build_name(definition, number);
     let project_name = text(&resource["project"]["name"]);
     let repository_url = text(&resource["repository"]["url"]);
     // A pull-request build runs on `refs/pull/N/merge`; its filters judge the branch the pull request comes from.
@@ -213,10 +210,7 @@ fn run_state_changed(body: &Value, resource: &Value) -> Delivery {
     let pipeline = text(&resource["pipeline"]["name"]).or_else(|| text(&run["pipeline"]["name"]));
     let run_name = text(&run["name"]).unwrap_or_else(|| build_id.clone());
     let details = BuildDetails {
-        name: match pipeline {
-            Some(pipeline) => format!("{pipeline} {run_name}"),
-            None => run_name,
-        },
+        name: build_name(pipeline, run_name),
         url: text(&run["_links"]["web"]["href"]).or_else(|| text(&run["url"])),
         result: text(&run["result"]),
         ..BuildDetails::default()
@@ -234,6 +228,26 @@ fn run_state_changed(body: &Value, resource: &Value) -> Delivery {
         results: None,
         filter_branch: None,
     }))
+}
+
+/// A build's name: its pipeline's and its own. Azure DevOps allows longer names than Lathe stores, so the
+/// combination is cut to the longest name Lathe stores (each part is checked by `azure_fields`).
+fn build_name(pipeline: Option<String>, number: String) -> String {
+    let name = match pipeline {
+        Some(pipeline) => format!("{pipeline} {number}"),
+        None => number,
+    };
+    match name.char_indices().nth(domain::MAX_NAME_CHARS) {
+        Some((end, _)) => {
+            let mut cut: String = name[..end]
+                .chars()
+                .take(domain::MAX_NAME_CHARS - 1)
+                .collect();
+            cut.push('…');
+            cut
+        }
+        None => name,
+    }
 }
 
 /// The namespace in which the build id is unique: the organization (or on-premises collection) from its URL,
@@ -274,11 +288,13 @@ fn project_urls(body: &Value, resource: &Value, project_name: Option<&str>) -> V
 /// A pull request, from `triggerInfo["pr.number"]` (a string) or a `refs/pull/{N}/merge` branch.
 fn pull_request(resource: &Value, branch: Option<&str>) -> Option<PullRequestRef> {
     let trigger = &resource["triggerInfo"];
-    let from_trigger = text(&trigger["pr.number"]).and_then(|n| n.trim().parse().ok());
+    // Numbers out of range were refused by `azure_fields::check`; they are never read as pull requests.
+    let number = |n: &str| crate::input::pull_request_number(n).ok().flatten();
+    let from_trigger = text(&trigger["pr.number"]).and_then(|n| number(&n));
     let from_branch = branch
         .and_then(|b| b.strip_prefix("refs/pull/"))
         .and_then(|rest| rest.split('/').next())
-        .and_then(|n| n.parse().ok());
+        .and_then(number);
     let number = from_trigger.or(from_branch)?;
     Some(PullRequestRef {
         number,

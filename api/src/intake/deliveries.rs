@@ -131,6 +131,49 @@ impl DeliveryLog {
 /// Rows written to the delivery log at most in one statement.
 const MAX_ROWS: usize = 256;
 
+/// Writes `rows` in one statement. If PostgreSQL refuses that statement, each row is written alone, so that a row
+/// it refuses costs only itself; each lost row is logged once. When the database cannot be reached at all, the
+/// rows are logged as lost without trying them one by one (each try would wait for a connection in vain).
+async fn write(conn: &mut HeldConnection, rows: &[DeliveryRow]) {
+    let error = match try_write(conn, rows).await {
+        Ok(()) => return,
+        Err(error) => error,
+    };
+    if rows.len() == 1 || !matches!(error, sqlx::Error::Database(_)) {
+        for row in rows {
+            tracing::error!(delivery.id = %row.delivery_id, error = %error, "cannot record the delivery");
+        }
+        return;
+    }
+    for (index, row) in rows.iter().enumerate() {
+        match try_write(conn, std::slice::from_ref(row)).await {
+            Ok(()) => {}
+            Err(error @ sqlx::Error::Database(_)) => {
+                tracing::error!(delivery.id = %row.delivery_id, error = %error, "cannot record the delivery");
+            }
+            Err(error) => {
+                for row in &rows[index..] {
+                    tracing::error!(delivery.id = %row.delivery_id, error = %error, "cannot record the delivery");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// One statement on the held connection. A statement PostgreSQL refused leaves the connection as good as before;
+/// after any other failure it is given up, so the next write starts on a fresh one.
+async fn try_write(conn: &mut HeldConnection, rows: &[DeliveryRow]) -> Result<(), sqlx::Error> {
+    let result = match conn.get().await {
+        Ok(held) => deliveries::record(held, rows).await,
+        Err(error) => Err(error),
+    };
+    if matches!(result, Err(ref error) if !matches!(error, sqlx::Error::Database(_))) {
+        conn.discard();
+    }
+    result
+}
+
 /// Writes delivery-log rows with group commit: the rows of deliveries answered at the same moment go in one
 /// statement. A caller waits for its row to be written, so the log is complete when the response leaves.
 #[derive(Clone)]
@@ -154,16 +197,7 @@ impl DeliveryRecorder {
                 }
                 let (rows, waiting): (Vec<DeliveryRow>, Vec<oneshot::Sender<()>>) =
                     batch.into_iter().unzip();
-                let recorded = match conn.get().await {
-                    Ok(held) => deliveries::record(held, &rows).await,
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = recorded {
-                    conn.discard();
-                    for row in &rows {
-                        tracing::error!(delivery.id = %row.delivery_id, error = %error, "cannot record the delivery");
-                    }
-                }
+                write(&mut conn, &rows).await;
                 for done in waiting {
                     let _ = done.send(());
                 }

@@ -5,6 +5,7 @@
 //! build addresses the same aggregate and is answered `duplicate` with the first delivery's ids.
 
 mod azure;
+mod azure_fields;
 mod caller;
 mod deliveries;
 pub mod ingest;

@@ -3,7 +3,9 @@
 //! Azure DevOps puts a subscription on probation after an error answer other than 408/502/503/504, and then loses
 //! new events. So whatever a retry cannot fix but is not the caller's mistake (an event type we do not handle, a
 //! delivery without resource details, the dialog's Test button) is answered 200 with a message saying what was
-//! done and why.
+//! done and why. A delivery that can never be stored (a NUL character in an identifier, a field over its length,
+//! a pull-request number out of range: see `azure_fields`) is answered 422 naming the fields: retrying it cannot
+//! help, so it is not a 503.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -47,6 +49,7 @@ async fn handle(
     let value = azure::parse(&body)
         .map_err(|error| ApiError::BadUserInput(format!("the body is not valid JSON: {error}")))?;
     log.meta = azure::meta(&value);
+    super::azure_fields::check(&value)?;
     let delivery = azure::interpret(&value, &log.meta).map_err(ApiError::BadUserInput)?;
     let submission = match delivery {
         Delivery::Ignore(why) => return Ok((200, IntakeResponse::ignored(why))),

@@ -261,7 +261,7 @@ fn validate_test_title(title: &str) -> Result<String, crate::NameError> {
     if trimmed.is_empty() {
         return Err(crate::NameError::Empty);
     }
-    if trimmed.chars().count() > 2_000 {
+    if trimmed.chars().count() > crate::MAX_TEST_TITLE_CHARS {
         return Err(crate::NameError::TooLong);
     }
     Ok(trimmed.to_owned())

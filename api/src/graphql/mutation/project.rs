@@ -40,6 +40,9 @@ pub struct CreateProjectInput {
     pub retention: Option<RetentionInput>,
 }
 
+/// The most days a retention rule may count: 100 years.
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
 /// A retention policy; unset rules keep forever.
 #[derive(InputObject)]
 pub struct RetentionInput {
@@ -53,21 +56,28 @@ pub struct RetentionInput {
 
 impl RetentionInput {
     fn into_policy(self) -> Result<RetentionPolicy, ApiError> {
-        let positive = |name: &str, value: Option<i32>| {
+        // Days are bounded so that "now minus that many days" is a date (i32::MAX days is not).
+        let positive = |name: &str, value: Option<i32>, max: u32| {
             value
                 .map(|v| {
-                    u32::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
-                        ApiError::BadUserInput(format!("retention {name} must be at least 1"))
-                    })
+                    u32::try_from(v)
+                        .ok()
+                        .filter(|v| (1..=max).contains(v))
+                        .ok_or_else(|| {
+                            ApiError::BadUserInput(format!(
+                                "retention {name} must be between 1 and {max}"
+                            ))
+                        })
                 })
                 .transpose()
         };
         Ok(RetentionPolicy {
-            keep_days: positive("keepDays", self.keep_days)?,
-            keep_last: positive("keepLast", self.keep_last)?,
+            keep_days: positive("keepDays", self.keep_days, MAX_RETENTION_DAYS)?,
+            keep_last: positive("keepLast", self.keep_last, i32::MAX as u32)?,
             archive_completed_after_days: positive(
                 "archiveCompletedAfterDays",
                 self.archive_completed_after_days,
+                MAX_RETENTION_DAYS,
             )?,
         })
     }

@@ -2,12 +2,13 @@
 //! into typed results one at a time while the body is read, so a 100,000-result body never exists as a JSON tree
 //! (which took several times the body's size).
 
+mod problems;
 mod seeds;
 #[cfg(test)]
 mod tests;
 
 use serde::de::DeserializeSeed;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use domain::build_queue::{
@@ -18,49 +19,13 @@ use domain::urls::collection_key;
 
 use super::BuildSubmission;
 use crate::error::{ApiError, FieldError};
+use crate::input::{self, IDENTIFIER};
+use problems::Problems;
 
-/// Most field errors listed in one 422 answer.
 use seeds::{BodySeed, Parsed, Results};
 
+/// Most field errors listed in one 422 answer.
 const MAX_FIELD_ERRORS: usize = 100;
-
-/// Collects every problem of a body instead of stopping at the first, so that one answer names them all.
-#[derive(Default)]
-struct Problems(Vec<FieldError>);
-
-impl Problems {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError::new(field, message));
-    }
-
-    /// An optional string field.
-    fn text(&mut self, object: &Map<String, Value>, field: &str, path: &str) -> Option<String> {
-        match object.get(field) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
-            Some(_) => {
-                self.add(path, "must be a string");
-                None
-            }
-        }
-    }
-
-    /// An optional field that may be a string or an integer (ids that pipelines print either way).
-    fn id(&mut self, object: &Map<String, Value>, field: &str) -> Option<String> {
-        match object.get(field) {
-            Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-            None | Some(Value::Null) => None,
-            Some(_) => {
-                self.add(
-                    field,
-                    "must be a non-empty string or a non-negative integer",
-                );
-                None
-            }
-        }
-    }
-}
 
 /// Parses and validates an ingest body and turns it into a submission, or names every wrong field.
 pub(super) fn parse_body(
@@ -91,28 +56,40 @@ pub(super) fn parse_body(
     };
     let object = &object;
     let mut problems = Problems::default();
-    let build_name = problems.text(object, "build_name", "build_name");
-    if build_name.is_none() && !matches!(object.get("build_name"), Some(v) if !v.is_string()) {
+    let build_name = problems.text(object, "build_name", "build_name", input::NAME);
+    if build_name.is_none()
+        && problems.0.is_empty()
+        && !matches!(object.get("build_name"), Some(v) if !v.is_string())
+    {
         problems.add("build_name", "is required");
     }
-    let branch = problems.text(object, "branch", "branch");
-    let commit_sha = problems.text(object, "commit_sha", "commit_sha");
-    let project = problems.text(object, "project", "project");
-    let repository_url = problems.text(object, "repository_url", "repository_url");
-    let release = problems.text(object, "release", "release");
-    let build_url = problems.text(object, "build_url", "build_url");
-    let azure_collection_url =
-        problems.text(object, "azure_collection_url", "azure_collection_url");
+    let branch = problems.text(object, "branch", "branch", input::BRANCH);
+    let commit_sha = problems.text(object, "commit_sha", "commit_sha", IDENTIFIER);
+    // A project id, URL or name: as long as a URL may be.
+    let project = problems.text(object, "project", "project", input::URL);
+    let repository_url = problems.text(object, "repository_url", "repository_url", input::URL);
+    let release = problems.text(object, "release", "release", input::NAME);
+    let build_url = problems.text(object, "build_url", "build_url", input::URL);
+    let azure_collection_url = problems.text(
+        object,
+        "azure_collection_url",
+        "azure_collection_url",
+        input::URL,
+    );
     let azure_build_id = problems.id(object, "azure_build_id");
-    let pull_request = problems
-        .id(object, "pull_request_number")
-        .and_then(|n| match n.parse() {
-            Ok(number) => Some(number),
-            Err(_) => {
+    let pull_request = problems.id(object, "pull_request_number").and_then(|n| {
+        match input::pull_request_number(&n) {
+            Ok(Some(number)) => Some(number),
+            Ok(None) => {
                 problems.add("pull_request_number", "must be a positive integer");
                 None
             }
-        });
+            Err(problem) => {
+                problems.add("pull_request_number", problem);
+                None
+            }
+        }
+    });
     let results = match results {
         Results::List(results) => results,
         Results::Missing => {
@@ -191,7 +168,15 @@ fn identity(
             .map(|(_, v)| v.into_owned())?;
         Some((collection_key(url)?, id))
     });
-    if build_url.is_some() && from_url.is_none() && azure_build_id.is_none() {
+    // The build id is read percent-decoded: `buildId=%00` is a NUL like any other.
+    let bad_id = from_url
+        .as_ref()
+        .and_then(|(_, id)| IDENTIFIER.apply(id).err());
+    if let Some(problem) = &bad_id {
+        problems.add("build_url", format!("its buildId {problem}"));
+    }
+    let from_url = from_url.filter(|_| bad_id.is_none());
+    if build_url.is_some() && from_url.is_none() && bad_id.is_none() && azure_build_id.is_none() {
         problems.add(
             "build_url",
             "must be an Azure DevOps build results URL with `?buildId=`",
@@ -232,8 +217,11 @@ fn test_result(problems: &mut Problems, index: usize, item: &Value) -> Option<Te
         return None;
     };
     let before = problems.0.len();
-    let title = problems.text(object, "title", &path("title"));
-    if title.is_none() && !matches!(object.get("title"), Some(v) if !v.is_string()) {
+    let title = problems.text(object, "title", &path("title"), input::TEST_TITLE);
+    if title.is_none()
+        && problems.0.len() == before
+        && !matches!(object.get("title"), Some(v) if !v.is_string())
+    {
         problems.add(path("title"), "is required");
     }
     let status = match object.get("status") {
@@ -255,14 +243,22 @@ fn test_result(problems: &mut Problems, index: usize, item: &Value) -> Option<Te
         Some(value) => value
             .as_u64()
             .or_else(|| {
-                // Many reporters emit fractional milliseconds.
+                // Many reporters emit fractional milliseconds. The range is checked before rounding: a cast
+                // would saturate 1e300 to a number the database then refuses.
                 value
                     .as_f64()
-                    .filter(|v| *v >= 0.0)
+                    .filter(|v| (0.0..=input::MAX_DURATION_MS as f64).contains(v))
                     .map(|v| v.round() as u64)
             })
+            .filter(|ms| *ms <= input::MAX_DURATION_MS)
             .or_else(|| {
-                problems.add(path("duration_ms"), "must be a non-negative number");
+                problems.add(
+                    path("duration_ms"),
+                    format!(
+                        "must be a number from 0 to {} (milliseconds)",
+                        input::MAX_DURATION_MS
+                    ),
+                );
                 None
             }),
     };
@@ -272,24 +268,43 @@ fn test_result(problems: &mut Problems, index: usize, item: &Value) -> Option<Te
             .as_i64()
             .and_then(|p| i32::try_from(p).ok())
             .or_else(|| {
-                problems.add(path("priority"), "must be an integer");
+                problems.add(
+                    path("priority"),
+                    "must be an integer from -2147483648 to 2147483647",
+                );
                 None
             }),
     };
     // Steps may come as one text or a list of lines.
     let steps = match object.get("steps") {
-        Some(Value::Array(lines)) if lines.iter().all(Value::is_string) => Some(
-            lines
+        Some(Value::Array(lines)) if lines.iter().all(Value::is_string) => {
+            let joined = lines
                 .iter()
                 .filter_map(Value::as_str)
                 .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-        _ => problems.text(object, "steps", &path("steps")),
+                .join("\n");
+            problems.checked(&path("steps"), &joined, input::TOOL_OUTPUT)
+        }
+        _ => problems.text(object, "steps", &path("steps"), input::TOOL_OUTPUT),
     };
-    let error_message = problems.text(object, "error_message", &path("error_message"));
-    let tester_notes = problems.text(object, "tester_notes", &path("tester_notes"));
-    let environment = problems.text(object, "environment", &path("environment"));
+    let error_message = problems.text(
+        object,
+        "error_message",
+        &path("error_message"),
+        input::TOOL_OUTPUT,
+    );
+    let tester_notes = problems.text(
+        object,
+        "tester_notes",
+        &path("tester_notes"),
+        input::TOOL_OUTPUT,
+    );
+    let environment = problems.text(
+        object,
+        "environment",
+        &path("environment"),
+        input::TOOL_OUTPUT_SHORT,
+    );
     if problems.0.len() > before {
         return None;
     }
