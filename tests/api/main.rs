@@ -14,4 +14,5 @@ mod queue;
 mod releases;
 mod rules;
 mod schema;
+mod transport;
 mod webhook;

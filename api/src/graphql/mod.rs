@@ -20,6 +20,7 @@ use projections::CommandContext;
 use crate::auth::{authenticate_key, bearer_token, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::transport::ClientIp;
 
 pub use query::QueryRoot;
 
@@ -76,6 +77,7 @@ struct RequestId(Option<String>);
 pub async fn graphql_handler(
     State(state): State<AppState>,
     State(schema): State<LatheSchema>,
+    client: ClientIp,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
@@ -116,7 +118,7 @@ pub async fn graphql_handler(
             tracing::error!(error = format!("{cause:#}"), "authentication failed");
             Caller::Refused("authentication is unavailable; try again".to_owned())
         }
-        Err(refused) => Caller::Refused(refused.to_string()),
+        Err(refused) => refused_caller(&state, client, refused, &mut rate).await,
     };
     let request_id = headers
         .get("x-request-id")
@@ -163,6 +165,29 @@ pub async fn graphql_handler(
             .insert("retry-after", axum::http::HeaderValue::from(seconds));
     }
     response.into()
+}
+
+/// A caller refused for its credentials: the refusal spends its client address's budget, and past it the request
+/// is rate limited instead (see [`crate::address_limit`]).
+async fn refused_caller(
+    state: &AppState,
+    client: ClientIp,
+    refused: ApiError,
+    rate: &mut Option<crate::rate_limit::RateInfo>,
+) -> Caller {
+    match state.unauthenticated.spend(client.0).await {
+        Err(ApiError::RateLimited {
+            retry_after_secs,
+            info,
+        }) => {
+            *rate = Some(info);
+            Caller::Limited {
+                retry_after_secs,
+                info,
+            }
+        }
+        _ => Caller::Refused(refused.to_string()),
+    }
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
