@@ -157,8 +157,11 @@ async fn connection<I>(
                 return;
             }
             () = &mut first_request, if !started.load(Ordering::Relaxed) => {
-                tracing::debug!(client.address = %peer, "no request head in time; closing");
-                return;
+                // A request may have begun in this very poll; then hyper's own timeouts take over.
+                if !started.load(Ordering::Relaxed) {
+                    tracing::debug!(client.address = %peer, "no request head in time; closing");
+                    return;
+                }
             }
             () = &mut stop_signal, if !stopping => {
                 stopping = true;
