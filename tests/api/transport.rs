@@ -112,6 +112,82 @@ async fn lathe_serve_terminates_tls_with_the_given_certificate_and_refuses_plain
     assert!(refused.is_err(), "plain HTTP to the TLS port: {refused:?}");
 }
 
+/// A `lathe serve` process, killed when dropped.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_lathe_serve_command_takes_its_certificate_from_flags_or_the_environment() {
+    let app = spawn_app_with(|_| {}).await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(fixture("ca.pem")).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let (cert, key) = (fixture("cert.pem"), fixture("key.pem"));
+    for by_flags in [true, false] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lathe-under-test"));
+        command
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", &app.database_url)
+            .env("RUST_LOG", "warn")
+            .env("LATHE_BACKGROUND_JOBS", "false")
+            .stdout(std::process::Stdio::null());
+        if by_flags {
+            command
+                .arg("--tls-cert")
+                .arg(&cert)
+                .arg("--tls-key")
+                .arg(&key);
+        } else {
+            command
+                .env("LATHE_TLS_CERT", &cert)
+                .env("LATHE_TLS_KEY", &key);
+        }
+        let _served = Served(command.spawn().expect("lathe starts"));
+        let mut answered = None;
+        for _ in 0..200 {
+            if let Ok(response) = client
+                .get(format!("https://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+            {
+                answered = Some(response.status().as_u16());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            answered,
+            Some(200),
+            "HTTPS from `lathe serve` (flags: {by_flags})"
+        );
+    }
+    // A certificate without its key is refused at the command line.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lathe-under-test"))
+        .args(["serve", "--tls-cert"])
+        .arg(&cert)
+        .env("DATABASE_URL", &app.database_url)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--tls-key"),
+        "{output:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_half_sent_request_head_or_a_silent_connection_is_closed_after_the_header_timeout() {
     let app = spawn_app_with(|settings| settings.header_read_timeout_secs = 1).await;
