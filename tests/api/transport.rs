@@ -189,6 +189,75 @@ async fn the_lathe_serve_command_takes_its_certificate_from_flags_or_the_environ
 }
 
 #[tokio::test]
+async fn on_sigterm_the_request_in_flight_is_answered_before_the_process_ends() {
+    let app = spawn_app_with(|_| {}).await;
+    let org = app.create_org("Fabrikam").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let mut served = Served(
+        std::process::Command::new(env!("CARGO_BIN_EXE_lathe-under-test"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", &app.database_url)
+            .env("RUST_LOG", "warn")
+            .env("LATHE_BACKGROUND_JOBS", "false")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("lathe starts"),
+    );
+    let key = org.key.clone();
+    let exchange = tokio::task::spawn_blocking(move || {
+        let body = br#"{"build_name": "in flight", "test_results": []}"#;
+        let head = format!(
+            "POST /api/v1/results/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut stream = (0..100)
+            .find_map(|_| {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .map_err(|_| std::thread::sleep(Duration::from_millis(100)))
+                    .ok()
+            })
+            .expect("the service listens");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body[..10]).unwrap();
+        (stream, body)
+    })
+    .await
+    .unwrap();
+    let (mut stream, body) = exchange;
+    // The request has begun; the process is told to stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &served.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        stream.write_all(&body[10..]).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let mut status = None;
+    for _ in 0..300 {
+        status = served.0.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(status.is_some_and(|status| status.success()), "{status:?}");
+}
+
+#[tokio::test]
 async fn a_half_sent_request_head_or_a_silent_connection_is_closed_after_the_header_timeout() {
     let app = spawn_app_with(|settings| settings.header_read_timeout_secs = 1).await;
     let half = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".to_vec();
@@ -238,6 +307,7 @@ async fn a_request_that_outlasts_the_request_timeout_is_answered_408() {
         .await
         .expect("an answer before the client gives up");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/json"), "{answer}");
 }
 
 #[tokio::test]

@@ -53,9 +53,22 @@ pub fn layers(routes: Router, edge: &Edge) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             edge.request_timeout,
         ))
+        .layer(axum::middleware::map_response(timeout_body))
         .layer(axum::middleware::from_fn(move |request, next| {
             client::resolve(trusted.clone(), request, next)
         }))
+}
+
+/// Gives the timeout layer's bare 408 the JSON error body every other refusal has.
+async fn timeout_body(response: Response) -> Response {
+    if response.status() != StatusCode::REQUEST_TIMEOUT {
+        return response;
+    }
+    let body = serde_json::json!({ "error": {
+        "code": "REQUEST_TIMEOUT",
+        "message": "the request took longer than this service allows; send it again, faster",
+    }});
+    (StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response()
 }
 
 /// The answer to a request whose handler panicked: the usual 500 JSON error, with the panic logged.
