@@ -1,6 +1,7 @@
 //! The service's settings, read from flags and the environment.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -146,6 +147,100 @@ pub struct Settings {
     /// Most bytes of text and JSON one GraphQL answer may hold; a request that would exceed it gets one error.
     #[arg(long, global = true, env = "LATHE_GRAPHQL_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub graphql_max_response_bytes: usize,
+
+    /// PEM file of the certificate chain to serve HTTPS with (rustls); needs `--tls-key`. Without both, the service
+    /// speaks plain HTTP (e.g. behind a reverse proxy that terminates TLS).
+    #[arg(long, global = true, env = "LATHE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the private key of `--tls-cert`.
+    #[arg(long, global = true, env = "LATHE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Reverse proxies whose `X-Forwarded-For` is believed, as IP addresses or CIDR ranges separated by commas
+    /// (e.g. `10.0.0.0/8,127.0.0.1`). The client address is then the right-most one not itself a trusted proxy;
+    /// from any other peer the header is ignored.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<crate::transport::IpRange>,
+
+    /// Requests per minute from one client address (one /64 for IPv6) that carry no valid credentials; past it they
+    /// are answered 429. Counted in each process's memory.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub unauthenticated_rate_limit_per_minute: u32,
+
+    /// Seconds a connection may take to send a request's headers (and, for a new connection, to finish its TLS
+    /// handshake and start its first request); then it is closed.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a request body may go without sending any data; then the request is refused. Counts silence, not
+    /// the whole upload, so a large ingest on a slow link passes as long as it keeps sending.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_BODY_READ_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub body_read_timeout_secs: u64,
+
+    /// Seconds a whole request may take, body upload included, before it is answered 408 (a 32 MB ingest at
+    /// 1 Mbit/s takes about 270 s).
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_REQUEST_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub request_timeout_secs: u64,
+
+    /// Seconds between computations of the database gauges of `GET /metrics` (a scrape serves the last ones).
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_METRICS_INTERVAL_SECS",
+        default_value_t = 15
+    )]
+    pub metrics_interval_secs: u64,
+
+    /// Bearer token `GET /metrics` requires (`Authorization: Bearer <token>`); without it metrics are open to
+    /// whoever reaches them.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<SecretString>,
+
+    /// Address of a separate listener serving only `GET /metrics` (e.g. `127.0.0.1:9090`); `/metrics` then leaves
+    /// the main port.
+    #[arg(long, global = true, env = "LATHE_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Entries each read cache (API keys, organizations, projects, releases) holds at most; the least useful are
+    /// evicted first.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_CACHE_MAX_ENTRIES",
+        default_value_t = 10_000
+    )]
+    pub cache_max_entries: u64,
 }
 
 impl Settings {
@@ -170,6 +265,17 @@ impl Settings {
             graphql_max_fields: 500,
             graphql_max_cost: 25_000,
             graphql_max_response_bytes: 16 * 1024 * 1024,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
+            unauthenticated_rate_limit_per_minute: 30,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            request_timeout_secs: 300,
+            metrics_interval_secs: 15,
+            metrics_token: None,
+            metrics_bind: None,
+            cache_max_entries: 10_000,
         }
     }
 

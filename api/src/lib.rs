@@ -1,5 +1,6 @@
 //! Lathe's service: HTTP and GraphQL on axum, commands into the event store, queries against the read models.
 
+pub mod address_limit;
 pub mod auth;
 pub mod azure;
 pub mod cache;
@@ -10,12 +11,14 @@ pub mod graphql;
 pub mod input;
 pub mod intake;
 pub mod keys;
+pub mod metrics;
 pub mod rate_limit;
 pub mod retention;
-mod router;
+pub mod router;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod transport;
 pub mod usage;
 
 pub use startup::Application;

@@ -12,6 +12,7 @@ use tracing::Level;
 use crate::graphql::{self, LatheSchema};
 use crate::intake::{ingest, webhook};
 use crate::state::AppState;
+use crate::transport::Edge;
 
 /// State of the router: handlers extract the part they need.
 #[derive(Clone)]
@@ -32,8 +33,9 @@ impl FromRef<RouterState> for LatheSchema {
     }
 }
 
-/// Builds the application's router.
-pub fn router(app: AppState) -> Router {
+/// Every route of the application with its state, without the layers (see [`with_layers`]). `/metrics` is added
+/// by the caller, on this router or on a listener of its own.
+pub fn routes(app: AppState) -> Router {
     let schema = graphql::build_schema(app.clone());
     let ingest_limit = app.limits.ingest_max_bytes;
     Router::new()
@@ -47,13 +49,18 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/graphql/schema.graphql", get(graphql::schema_sdl))
         .route(
             "/graphql",
             get(graphql::graphiql).post(graphql::graphql_handler),
         )
         .with_state(RouterState { app, schema })
+}
+
+/// Wraps `routes` in every layer a served router has: the panic guard, timeouts and client addresses (see
+/// [`crate::transport::layers`]), then tracing and request ids.
+pub fn with_layers(routes: Router, edge: &Edge) -> Router {
+    crate::transport::layers(routes, edge)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
@@ -79,55 +86,6 @@ pub fn router(app: AppState) -> Router {
 /// `GET /healthz`: the process is up.
 async fn healthz() -> &'static str {
     "ok"
-}
-
-/// `GET /metrics`: Prometheus text: events stored and how far each projection is behind them.
-async fn metrics(State(state): State<AppState>) -> Result<String, crate::error::ApiError> {
-    use std::fmt::Write;
-    let events = projections::audit::event_count(&state.pool).await?;
-    let missing =
-        projections::replay::missing_streams(&state.pool, &projections::Registry::standard())
-            .await?;
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP lathe_events_total Events in the event store.");
-    let _ = writeln!(out, "# TYPE lathe_events_total gauge");
-    let _ = writeln!(out, "lathe_events_total {events}");
-    let stats = state.store.append_stats();
-    for (name, help, value) in [
-        (
-            "lathe_appends_total",
-            "Commands whose events this process committed.",
-            &stats.appends,
-        ),
-        (
-            "lathe_append_batches_total",
-            "Group-commit transactions of this process (appends / batches = mean batch).",
-            &stats.batches,
-        ),
-        (
-            "lathe_append_slow_batches_total",
-            "Group-commit transactions that took over 250 ms to commit.",
-            &stats.slow_batches,
-        ),
-    ] {
-        let value = value.load(std::sync::atomic::Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP lathe_projection_missing_streams Streams without their row in a read model."
-    );
-    let _ = writeln!(out, "# TYPE lathe_projection_missing_streams gauge");
-    for (name, count) in missing {
-        let _ = writeln!(
-            out,
-            "lathe_projection_missing_streams{{projection=\"{name}\"}} {count}"
-        );
-    }
-    Ok(out)
 }
 
 /// `GET /readyz`: the database answers.

@@ -1,10 +1,15 @@
 //! Building and running the application: used by `lathe serve` and by the tests, which run it on port 0.
 
+use std::time::Duration;
+
+use secrecy::SecretString;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Settings;
-use crate::router::router;
+use crate::router::{routes, with_layers};
 use crate::state::{AppState, Limits};
+use crate::transport::{listener, Edge};
 
 /// A bound, ready-to-run service.
 pub struct Application {
@@ -12,6 +17,14 @@ pub struct Application {
     state: AppState,
     retention_every: std::time::Duration,
     background_jobs: bool,
+    /// Set when the service terminates TLS itself.
+    tls: Option<TlsAcceptor>,
+    edge: Edge,
+    header_read_timeout: Duration,
+    /// A listener of its own for `/metrics`, when the operator asked for one.
+    metrics_listener: Option<TcpListener>,
+    metrics_token: Option<SecretString>,
+    metrics_every: Duration,
 }
 
 impl Application {
@@ -24,6 +37,15 @@ impl Application {
         let relaxed_pool =
             projections::connect_relaxed(url, (settings.db_max_connections / 2).max(2)).await?;
         let listener = TcpListener::bind(settings.bind).await?;
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(listener::tls_acceptor(cert, key)?),
+            (None, None) => None,
+            _ => anyhow::bail!("TLS needs both a certificate (--tls-cert) and its key (--tls-key)"),
+        };
+        let metrics_listener = match settings.metrics_bind {
+            Some(address) => Some(TcpListener::bind(address).await?),
+            None => None,
+        };
         let sealer = settings
             .secret_key
             .as_ref()
@@ -48,6 +70,12 @@ impl Application {
             ),
             background_jobs: settings.background_jobs,
             listener,
+            tls,
+            edge: Edge::from_settings(settings),
+            header_read_timeout: Duration::from_secs(settings.header_read_timeout_secs.max(1)),
+            metrics_listener,
+            metrics_token: settings.metrics_token.clone(),
+            metrics_every: Duration::from_secs(settings.metrics_interval_secs.max(1)),
             state: AppState::new(
                 pool,
                 relaxed_pool,
@@ -60,6 +88,9 @@ impl Application {
                     graphql_max_fields: settings.graphql_max_fields,
                     graphql_max_cost: settings.graphql_max_cost,
                     graphql_max_response_bytes: settings.graphql_max_response_bytes,
+                    unauthenticated_rate_limit_per_minute: settings
+                        .unauthenticated_rate_limit_per_minute,
+                    cache_max_entries: settings.cache_max_entries.max(1),
                 },
                 azure,
             ),
@@ -74,6 +105,19 @@ impl Application {
             .unwrap_or_default()
     }
 
+    /// The port of the separate metrics listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+            .map(|addr| addr.port())
+    }
+
+    /// Whether the service terminates TLS itself (then its address is `https://`).
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The shared state, for tests that inspect the database.
     pub fn state(&self) -> &AppState {
         &self.state
@@ -81,21 +125,63 @@ impl Application {
 
     /// Serves until the process receives Ctrl-C or SIGTERM, then finishes the requests in flight.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        tracing::info!(addr = %self.listener.local_addr()?, "listening");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %self.listener.local_addr()?, scheme, "listening");
         // Key usage is noted by whichever process answers, so every process writes its own notes.
         crate::usage::spawn_flusher(self.state.usage.clone(), self.state.relaxed_pool.clone());
         if self.background_jobs {
             crate::retention::spawn(self.state.clone(), self.retention_every);
             crate::azure::worker::spawn(self.state.clone(), std::time::Duration::from_millis(250));
         }
+        // Every process serves /metrics, so every process computes its gauges.
+        crate::metrics::spawn_refresher(
+            self.state.gauges.clone(),
+            self.state.pool.clone(),
+            self.metrics_every,
+        );
+        let metrics = crate::metrics::router(self.state.clone(), self.metrics_token.clone());
+        let mut app = routes(self.state.clone());
+        // One signal, observed by both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut metrics_served = None;
+        match self.metrics_listener {
+            Some(metrics_listener) => {
+                tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+                metrics_served = Some(tokio::spawn(listener::serve(
+                    metrics_listener,
+                    None,
+                    with_layers(metrics, &self.edge),
+                    self.header_read_timeout,
+                    wait_for(stopped.clone()),
+                )));
+            }
+            None => app = app.merge(metrics),
+        }
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
         let (usage, pool) = (self.state.usage.clone(), self.state.relaxed_pool.clone());
-        let served = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        listener::serve(
+            self.listener,
+            self.tls,
+            with_layers(app, &self.edge),
+            self.header_read_timeout,
+            wait_for(stopped),
+        )
+        .await;
+        if let Some(metrics_served) = metrics_served {
+            let _ = metrics_served.await;
+        }
         // Uses noted since the last flush are written before the process ends.
         usage.flush(&pool).await;
-        served
+        Ok(())
     }
+}
+
+/// Completes when `stopped` turns true (or its sender is gone).
+async fn wait_for(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stopped| *stopped).await;
 }
 
 async fn shutdown_signal() {

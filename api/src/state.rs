@@ -31,6 +31,10 @@ pub struct AppState {
     pub caches: Arc<Caches>,
     pub leases: Arc<crate::rate_limit::Leases>,
     pub delivery_log: crate::intake::DeliveryRecorder,
+    /// Budgets of the client addresses whose requests carry no valid credentials.
+    pub unauthenticated: Arc<crate::address_limit::AddressLimiter>,
+    /// The last database gauges of `GET /metrics`.
+    pub gauges: Arc<crate::metrics::Gauges>,
 }
 
 /// The intake path's read-model lookups, cached briefly (see [`crate::cache`]).
@@ -44,13 +48,14 @@ pub struct Caches {
     pub active_releases: ReadCache<(Uuid, Uuid), Vec<ReleaseRow>>,
 }
 
-impl Default for Caches {
-    fn default() -> Self {
+impl Caches {
+    /// Caches of at most `max_entries` entries each.
+    pub fn new(max_entries: u64) -> Self {
         Self {
-            keys: ReadCache::new(ApiKey::TYPE),
-            organizations: ReadCache::new(Organization::TYPE),
-            projects: ReadCache::new(Project::TYPE),
-            active_releases: ReadCache::new(Release::TYPE),
+            keys: ReadCache::new(ApiKey::TYPE, max_entries),
+            organizations: ReadCache::new(Organization::TYPE, max_entries),
+            projects: ReadCache::new(Project::TYPE, max_entries),
+            active_releases: ReadCache::new(Release::TYPE, max_entries),
         }
     }
 }
@@ -74,6 +79,10 @@ pub struct Limits {
     pub graphql_max_cost: usize,
     /// Most bytes of text and JSON in one GraphQL answer.
     pub graphql_max_response_bytes: usize,
+    /// Requests a minute per client address that carry no valid credentials.
+    pub unauthenticated_rate_limit_per_minute: u32,
+    /// Entries each read cache holds at most.
+    pub cache_max_entries: u64,
 }
 
 impl AppState {
@@ -92,8 +101,12 @@ impl AppState {
             limits,
             usage: Arc::default(),
             azure: Arc::new(azure),
-            caches: Arc::default(),
+            caches: Arc::new(Caches::new(limits.cache_max_entries)),
             leases: Arc::default(),
+            unauthenticated: Arc::new(crate::address_limit::AddressLimiter::new(
+                limits.unauthenticated_rate_limit_per_minute,
+            )),
+            gauges: Arc::default(),
         }
     }
 }

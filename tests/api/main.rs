@@ -17,4 +17,5 @@ mod releases;
 mod rules;
 mod schema;
 mod support;
+mod transport;
 mod webhook;

@@ -98,6 +98,7 @@ fn drop_database(name: String) {
 
 /// A running application and a client for it.
 pub struct TestApp {
+    /// `http://127.0.0.1:<port>`, or `https://…` when the settings give a TLS certificate.
     pub address: String,
     /// The database's name; it is dropped with the `TestApp`.
     pub database_name: String,
@@ -105,6 +106,8 @@ pub struct TestApp {
     pub state: AppState,
     pub database_url: String,
     pub client: reqwest::Client,
+    /// The separate metrics listener, when `metrics_bind` is set.
+    pub metrics_address: Option<String>,
 }
 
 /// Starts the application on a random port against a new, empty database.
@@ -132,11 +135,19 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.azure_timeout_ms = 700;
     settings.azure_backoff_ms = 50;
     settings.azure_max_attempts = 4;
+    // Many tests send requests without a valid key from 127.0.0.1; the transport tests set their own limit.
+    settings.unauthenticated_rate_limit_per_minute = 1_000_000;
+    // The metrics gauges are computed in the background; tests that read them wait for the next computation.
+    settings.metrics_interval_secs = 1;
     configure(&mut settings);
     let app = Application::build(&settings)
         .await
         .expect("the application starts");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let scheme = if app.serves_tls() { "https" } else { "http" };
+    let address = format!("{scheme}://127.0.0.1:{}", app.port());
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -146,6 +157,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         state,
         database_url,
         client: reqwest::Client::new(),
+        metrics_address,
     }
 }
 
@@ -236,6 +248,31 @@ impl TestApp {
                 .unwrap()
                 .to_owned(),
         )
+    }
+}
+
+impl TestApp {
+    /// `GET /metrics` (on the metrics listener when there is one) until `ready` accepts the text: the database
+    /// gauges are computed in the background. Gives up after 30 s, showing the last text.
+    pub async fn metrics_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let base = self.metrics_address.as_ref().unwrap_or(&self.address);
+        let mut text = String::new();
+        for _ in 0..300 {
+            text = self
+                .client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .expect("the request is sent")
+                .text()
+                .await
+                .expect("a body");
+            if ready(&text) {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the metrics never showed what was expected:\n{text}");
     }
 }
 

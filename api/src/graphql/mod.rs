@@ -24,6 +24,7 @@ use projections::CommandContext;
 use crate::auth::{authenticate_key, bearer_token, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::transport::ClientIp;
 
 pub use query::QueryRoot;
 
@@ -90,6 +91,7 @@ struct RequestId(Option<String>);
 pub async fn graphql_handler(
     State(state): State<AppState>,
     State(schema): State<LatheSchema>,
+    client: ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -133,11 +135,16 @@ pub async fn graphql_handler(
             let refused = Caller::Refused("authentication is unavailable; try again".to_owned());
             (refused, with_key)
         }
+        // A key that is not valid: answered from the headers, without reading the body, and charged to the
+        // client address's budget for refused credentials (past it, 429).
         Err(refused) if headers.contains_key(header::AUTHORIZATION) => {
-            return request_error(refused);
+            return match state.unauthenticated.spend(client.0).await {
+                Err(limited @ ApiError::RateLimited { .. }) => request_error(limited),
+                _ => request_error(refused),
+            };
         }
         Err(refused) => (
-            Caller::Refused(refused.to_string()),
+            refused_caller(&state, client, refused, &mut rate).await,
             state.limits.graphql_anonymous_max_body_bytes,
         ),
     };
@@ -255,6 +262,15 @@ fn request_error(error: ApiError) -> Response {
         "errors": [{ "message": error.to_string(), "extensions": { "code": error.code() } }],
     });
     let mut response = (status, axum::Json(body)).into_response();
+    if let ApiError::RateLimited {
+        retry_after_secs,
+        info,
+    } = &error
+    {
+        let headers = response.headers_mut();
+        headers.insert("retry-after", (*retry_after_secs).into());
+        info.write_headers(headers);
+    }
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -262,6 +278,29 @@ fn request_error(error: ApiError) -> Response {
         );
     }
     response
+}
+
+/// A caller refused for its credentials: the refusal spends its client address's budget, and past it the request
+/// is rate limited instead (see [`crate::address_limit`]).
+async fn refused_caller(
+    state: &AppState,
+    client: ClientIp,
+    refused: ApiError,
+    rate: &mut Option<crate::rate_limit::RateInfo>,
+) -> Caller {
+    match state.unauthenticated.spend(client.0).await {
+        Err(ApiError::RateLimited {
+            retry_after_secs,
+            info,
+        }) => {
+            *rate = Some(info);
+            Caller::Limited {
+                retry_after_secs,
+                info,
+            }
+        }
+        _ => Caller::Refused(refused.to_string()),
+    }
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {

@@ -13,6 +13,7 @@ use crate::auth::{authenticate_key, KEY_PREFIX};
 use crate::error::ApiError;
 use crate::rate_limit::{self, Bucket, RateInfo};
 use crate::state::AppState;
+use crate::transport::ClientIp;
 
 /// An authenticated deliverer.
 #[derive(Debug, Clone)]
@@ -25,12 +26,25 @@ pub struct Caller {
     pub rate_limit_per_minute: Option<u32>,
 }
 
-/// Authenticates a webhook or ingest call. An `Authorization` header, when present, decides alone: a wrong key is
-/// never rescued by an organization id.
+/// Authenticates a webhook or ingest call from `client`. A refusal for missing or wrong credentials spends the
+/// client address's budget and becomes 429 past it (see [`crate::address_limit`]).
 pub async fn authenticate_intake(
     state: &AppState,
     headers: &HeaderMap,
+    client: ClientIp,
 ) -> Result<Caller, ApiError> {
+    match identify(state, headers).await {
+        Err(refused @ ApiError::Unauthenticated(_)) => {
+            state.unauthenticated.spend(client.0).await?;
+            Err(refused)
+        }
+        identified => identified,
+    }
+}
+
+/// Reads the caller's credentials. An `Authorization` header, when present, decides alone: a wrong key is never
+/// rescued by an organization id.
+async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().unwrap_or_default().trim();
         let key = key_from_authorization(value)?;

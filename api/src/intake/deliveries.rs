@@ -59,7 +59,12 @@ impl DeliveryLog {
             Err(error) => span.record("outcome", error.code()),
         };
         let rate = self.rate;
-        self.finish(state, &result).await;
+        // A delivery refused before its organization was known (no valid credentials, an unreadable body) is not
+        // written: no organization could read the row, and a flood of them would only grow the table. The request
+        // log and `lathe_unauthenticated_refusals_total` count them.
+        if self.organization_id.is_some() {
+            self.finish(state, &result).await;
+        }
         let mut response = match result {
             Ok((status, body)) => (
                 StatusCode::from_u16(status).unwrap_or(StatusCode::OK),

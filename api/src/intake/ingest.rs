@@ -18,6 +18,7 @@ use super::webhook::{body_error, request_id};
 use super::{authenticate_intake, submit, BuildSubmission, IntakeResponse, Outcome};
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
+use crate::transport::ClientIp;
 
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -26,23 +27,25 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 #[tracing::instrument(name = "ingest", skip_all, fields(org.id, outcome))]
 pub async fn ingest(
     State(state): State<AppState>,
+    client: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut log = DeliveryLog::start("ingest", request_id(&headers));
     log.meta.event_type = Some("results.ingest".to_owned());
-    let result = handle(&state, &headers, body, &mut log).await;
+    let result = handle(&state, client, &headers, body, &mut log).await;
     log.respond(&state, result).await
 }
 
 async fn handle(
     state: &AppState,
+    client: ClientIp,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     log: &mut DeliveryLog,
 ) -> Result<(u16, IntakeResponse), ApiError> {
     let body = body.map_err(|rejection| body_error(rejection, state.limits.ingest_max_bytes))?;
-    let caller = authenticate_intake(state, headers).await?;
+    let caller = authenticate_intake(state, headers, client).await?;
     let organization_id = caller.organization_id;
     log.organization_id = Some(organization_id);
     log.rate = Some(caller.spend(state).await?);

@@ -20,6 +20,7 @@ use super::deliveries::DeliveryLog;
 use super::{authenticate_intake, submit, IntakeResponse};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::transport::ClientIp;
 
 /// Azure DevOps's own payload limit.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -28,22 +29,24 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 #[tracing::instrument(name = "webhook.azure_devops", skip_all, fields(org.id, outcome))]
 pub async fn azure_devops(
     State(state): State<AppState>,
+    client: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut log = DeliveryLog::start("azure-devops", request_id(&headers));
-    let result = handle(&state, &headers, body, &mut log).await;
+    let result = handle(&state, client, &headers, body, &mut log).await;
     log.respond(&state, result).await
 }
 
 async fn handle(
     state: &AppState,
+    client: ClientIp,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     log: &mut DeliveryLog,
 ) -> Result<(u16, IntakeResponse), ApiError> {
     let body = body.map_err(|rejection| body_error(rejection, MAX_BODY_BYTES))?;
-    let caller = authenticate_intake(state, headers).await?;
+    let caller = authenticate_intake(state, headers, client).await?;
     log.organization_id = Some(caller.organization_id);
     log.rate = Some(caller.spend(state).await?);
     let value = azure::parse(&body)
