@@ -110,6 +110,17 @@ pub struct Settings {
         default_value = "127.0.0.1:8080"
     )]
     pub bind: SocketAddr,
+
+    /// Highest `rateLimitPerMinute` a key may be given through the API (`createApiKey`, `updateApiKey`), so that a
+    /// `keys:manage` key cannot lift its own budget out of reach. The server default
+    /// (`LATHE_RATE_LIMIT_PER_MINUTE`) is the operator's and is not capped by it.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_RATE_LIMIT_MAX_PER_MINUTE",
+        default_value_t = 6_000
+    )]
+    pub rate_limit_max_per_minute: u32,
 }
 
 impl Settings {
@@ -129,6 +140,7 @@ impl Settings {
             background_jobs: true,
             delivery_log_days: 30,
             bind: "127.0.0.1:0".parse().expect("a valid socket address"),
+            rate_limit_max_per_minute: 6_000,
         }
     }
 

@@ -55,6 +55,7 @@ impl Application {
                     ingest_max_bytes: settings.ingest_max_bytes,
                     rate_limit_per_minute: settings.rate_limit_per_minute,
                     delivery_log_days: settings.delivery_log_days.max(1),
+                    rate_limit_max_per_minute: settings.rate_limit_max_per_minute,
                 },
                 azure,
             ),

@@ -64,6 +64,8 @@ pub struct Limits {
     pub rate_limit_per_minute: u32,
     /// Days the delivery log keeps a delivery.
     pub delivery_log_days: u32,
+    /// Highest per-key rate limit that can be set through the API.
+    pub rate_limit_max_per_minute: u32,
 }
 
 impl AppState {

@@ -2,6 +2,7 @@
 //! PostgreSQL database and talks to it over HTTP.
 
 mod audit;
+mod authority;
 mod auth;
 mod durability;
 mod fake_azure;

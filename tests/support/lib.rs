@@ -336,3 +336,18 @@ pub async fn dump_read_models(pool: &PgPool) -> std::collections::BTreeMap<Strin
     }
     dump
 }
+
+impl TestApp {
+    /// Turns `X-Pt-Org-Id` authentication on for an organization (it starts off) with its first key, which holds
+    /// `builds:create` as turning it on requires.
+    pub async fn enable_org_id_auth(&self, org: &TestOrg) {
+        let data = self
+            .graphql_ok(
+                &org.key,
+                "mutation { setOrgIdAuthentication(enabled: true) { orgIdAuthEnabled } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(data["setOrgIdAuthentication"]["orgIdAuthEnabled"], true);
+    }
+}
