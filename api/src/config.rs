@@ -121,6 +121,21 @@ pub struct Settings {
         default_value_t = 6_000
     )]
     pub rate_limit_max_per_minute: u32,
+
+    /// Azure DevOps Server hosts projects may be connected to, besides Azure DevOps Services (`dev.azure.com`,
+    /// `*.visualstudio.com`): comma-separated `host[:port]` (any port when none is given), over http or https.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_AZURE_SERVER_HOSTS",
+        value_delimiter = ','
+    )]
+    pub azure_server_hosts: Vec<String>,
+
+    /// Let calls to Azure DevOps go to private, loopback, link-local and unspecified addresses (an Azure DevOps
+    /// Server on the internal network). Off: such addresses are refused, as literals and as resolved names.
+    #[arg(long, global = true, env = "LATHE_AZURE_ALLOW_PRIVATE_ADDRESSES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub azure_allow_private_addresses: bool,
 }
 
 impl Settings {
@@ -141,6 +156,8 @@ impl Settings {
             delivery_log_days: 30,
             bind: "127.0.0.1:0".parse().expect("a valid socket address"),
             rate_limit_max_per_minute: 6_000,
+            azure_server_hosts: Vec::new(),
+            azure_allow_private_addresses: false,
         }
     }
 

@@ -276,7 +276,10 @@ mod tests {
         assert_eq!(f.check("a"), Err(Filtered::NotIncluded));
         assert_eq!(f.check("^x$"), Ok(()));
         // Anchored: a pattern matches the whole branch, not a part of it.
-        assert_eq!(filters(&["main"], &[]).check("main-old"), Err(Filtered::NotIncluded));
+        assert_eq!(
+            filters(&["main"], &[]).check("main-old"),
+            Err(Filtered::NotIncluded)
+        );
         // `*` crosses `/` and newlines; `?` is one character, not one byte.
         assert_eq!(filters(&["a*b"], &[]).check("a/x\ny/b"), Ok(()));
         assert_eq!(filters(&["r?"], &[]).check("ré"), Ok(()));

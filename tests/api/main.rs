@@ -2,8 +2,8 @@
 //! PostgreSQL database and talks to it over HTTP.
 
 mod audit;
-mod authority;
 mod auth;
+mod authority;
 mod durability;
 mod fake_azure;
 mod health;

@@ -81,6 +81,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.azure_timeout_ms = 700;
     settings.azure_backoff_ms = 50;
     settings.azure_max_attempts = 4;
+    // The Azure DevOps stand-in (tests/api/fake_azure.rs) serves on loopback: an Azure DevOps Server the operator
+    // allowed, on a private address it allowed. The egress tests turn both off again.
+    settings.azure_server_hosts = vec!["127.0.0.1".to_owned()];
+    settings.azure_allow_private_addresses = true;
     configure(&mut settings);
     let app = Application::build(&settings)
         .await
