@@ -241,6 +241,32 @@ pub struct Settings {
         default_value_t = 10_000
     )]
     pub cache_max_entries: u64,
+
+    /// Highest `rateLimitPerMinute` a key may be given through the API (`createApiKey`, `updateApiKey`), so that a
+    /// `keys:manage` key cannot lift its own budget out of reach. The server default
+    /// (`LATHE_RATE_LIMIT_PER_MINUTE`) is the operator's and is not capped by it.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_RATE_LIMIT_MAX_PER_MINUTE",
+        default_value_t = 6_000
+    )]
+    pub rate_limit_max_per_minute: u32,
+
+    /// Azure DevOps Server hosts projects may be connected to, besides Azure DevOps Services (`dev.azure.com`,
+    /// `*.visualstudio.com`): comma-separated `host[:port]` (any port when none is given), over http or https.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_AZURE_SERVER_HOSTS",
+        value_delimiter = ','
+    )]
+    pub azure_server_hosts: Vec<String>,
+
+    /// Let calls to Azure DevOps go to private, loopback, link-local and unspecified addresses (an Azure DevOps
+    /// Server on the internal network). Off: such addresses are refused, as literals and as resolved names.
+    #[arg(long, global = true, env = "LATHE_AZURE_ALLOW_PRIVATE_ADDRESSES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub azure_allow_private_addresses: bool,
 }
 
 impl Settings {
@@ -276,6 +302,9 @@ impl Settings {
             metrics_token: None,
             metrics_bind: None,
             cache_max_entries: 10_000,
+            rate_limit_max_per_minute: 6_000,
+            azure_server_hosts: Vec::new(),
+            azure_allow_private_addresses: false,
         }
     }
 

@@ -54,9 +54,14 @@ impl Application {
             })
             .transpose()?;
         let azure = crate::azure::AzureRuntime {
-            client: crate::azure::client::AzureClient::new(std::time::Duration::from_millis(
-                settings.azure_timeout_ms,
-            )),
+            client: crate::azure::client::AzureClient::new(
+                std::time::Duration::from_millis(settings.azure_timeout_ms),
+                crate::azure::egress::Egress::new(
+                    &settings.azure_server_hosts,
+                    settings.azure_allow_private_addresses,
+                )
+                .map_err(anyhow::Error::msg)?,
+            ),
             sealer,
             public_url: settings.public_url.clone(),
             backoff: std::time::Duration::from_millis(settings.azure_backoff_ms),
@@ -91,6 +96,7 @@ impl Application {
                     unauthenticated_rate_limit_per_minute: settings
                         .unauthenticated_rate_limit_per_minute,
                     cache_max_entries: settings.cache_max_entries.max(1),
+                    rate_limit_max_per_minute: settings.rate_limit_max_per_minute,
                 },
                 azure,
             ),

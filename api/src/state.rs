@@ -83,6 +83,8 @@ pub struct Limits {
     pub unauthenticated_rate_limit_per_minute: u32,
     /// Entries each read cache holds at most.
     pub cache_max_entries: u64,
+    /// Highest per-key rate limit that can be set through the API.
+    pub rate_limit_max_per_minute: u32,
 }
 
 impl AppState {

@@ -15,7 +15,8 @@ pub struct ProjectCandidate {
     pub repository_urls: Vec<String>,
     pub azure_project_id: Option<String>,
     pub azure_repository_ids: Vec<String>,
-    pub branch_filters: crate::branches::BranchFilters,
+    /// The project's branch filters, compiled once per read of the organization's projects.
+    pub branch_filters: crate::branches::BranchMatcher,
 }
 
 /// What a build tells about where it comes from. Every field is optional: payloads differ.

@@ -162,8 +162,9 @@ const COLUMNS: &str =
     "outbox_id, organization_id, project_id, kind, payload, status, attempts, next_attempt_at, \
     last_error, last_status, result, created_at, updated_at";
 
-/// Claims due calls for `lease_secs`: another worker (or process) will not take them meanwhile, and a worker that
-/// dies leaves them to be claimed again when the lease ends.
+/// Claims up to `limit` due calls for `lease_secs`: another worker (or process) will not take them meanwhile, and a
+/// worker that dies leaves them to be claimed again when the lease ends. The lease covers every call claimed, so a
+/// worker that makes its calls one after another claims one at a time.
 pub async fn claim(
     pool: &PgPool,
     lease_secs: f64,

@@ -208,7 +208,7 @@ pub async fn candidates(
         .await?
         .into_iter()
         .map(|row| domain::matching::ProjectCandidate {
-            branch_filters: row.branch_filters(),
+            branch_filters: row.branch_filters().compile(),
             project_id: row.project_id,
             name: row.name,
             url: row.url,

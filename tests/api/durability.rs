@@ -316,7 +316,7 @@ async fn varied_workload(app: &TestApp) {
     assert_eq!(report.builds_expired, 1);
     app.graphql_ok(
         &org.key,
-        "mutation { setOrgIdAuthentication(enabled: false) { id } }",
+        "mutation { setOrgIdAuthentication(enabled: true) { id } }",
         json!({}),
     )
     .await;

@@ -40,6 +40,14 @@ pub enum Fault {
     Forbidden,
     /// Answers normally, but only after this long (longer than the client waits).
     Stall(Duration),
+    /// Answers 302 to this URL.
+    Redirect(String),
+    /// Answers this status and body, as a service that is not Azure DevOps would.
+    Foreign {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
 }
 
 /// A work item the fake holds.
@@ -61,6 +69,8 @@ pub struct FakeState {
     /// While set, every request is answered 503.
     pub down: bool,
     pub inactive_pull_requests: HashSet<i64>,
+    /// While set, every request is answered only after this long (less than the client waits).
+    pub slow: Option<Duration>,
 }
 
 /// The running fake.
@@ -111,6 +121,10 @@ impl FakeAzure {
             .push_back(fault);
     }
 
+    pub fn set_slow(&self, slow: Option<Duration>) {
+        self.state.lock().unwrap().slow = slow;
+    }
+
     pub fn set_down(&self, down: bool) {
         self.state.lock().unwrap().down = down;
     }
@@ -159,7 +173,7 @@ async fn gate(
     headers: &HeaderMap,
     query: &HashMap<String, String>,
 ) -> Result<(), Response> {
-    let (fault, down) = {
+    let (fault, down, slow) = {
         let mut fake = state.lock().unwrap();
         fake.requests.push((method.to_owned(), path));
         let fault = fake
@@ -167,8 +181,11 @@ async fn gate(
             .get_mut(kind)
             .and_then(VecDeque::pop_front)
             .or_else(|| fake.faults.get_mut("any").and_then(VecDeque::pop_front));
-        (fault, fake.down)
+        (fault, fake.down, fake.slow)
     };
+    if let Some(slow) = slow {
+        tokio::time::sleep(slow).await;
+    }
     if down {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -212,6 +229,19 @@ async fn gate(
             tokio::time::sleep(duration).await;
             Ok(())
         }
+        Some(Fault::Redirect(location)) => {
+            Err((StatusCode::FOUND, [("location", location)]).into_response())
+        }
+        Some(Fault::Foreign {
+            status,
+            content_type,
+            body,
+        }) => Err((
+            StatusCode::from_u16(status).unwrap(),
+            [("content-type", content_type)],
+            body,
+        )
+            .into_response()),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod authority;
 mod durability;
 mod fake_azure;
 mod graphql_cost;

@@ -47,6 +47,8 @@ pub async fn spawn_process_with(database_url: &str, env: &[(&str, &str)]) -> Ser
         .env("LATHE_SECRET_KEY", lathe_tests::TEST_SECRET_KEY)
         .env("LATHE_AZURE_TIMEOUT_MS", "700")
         .env("LATHE_AZURE_BACKOFF_MS", "50")
+        .env("LATHE_AZURE_SERVER_HOSTS", "127.0.0.1")
+        .env("LATHE_AZURE_ALLOW_PRIVATE_ADDRESSES", "true")
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -121,6 +121,7 @@ async fn a_key_can_have_its_own_limit_and_org_id_callers_share_one_per_organizat
 
     let limited = spawn_app_with(|s| s.rate_limit_per_minute = 3).await;
     let other = limited.create_org("Contoso").await;
+    limited.enable_org_id_auth(&other).await;
     let by_org = Auth::OrgId(other.id.to_string());
     let mut statuses = Vec::new();
     for n in 0..4 {

@@ -240,6 +240,7 @@ async fn a_pull_request_build_keeps_its_number_and_repository() {
 #[tokio::test]
 async fn every_authentication_method_is_accepted() {
     let (app, org, _) = setup().await;
+    app.enable_org_id_auth(&org).await;
     let (key, _) = app.create_key(&org.key, &["builds:create"]).await;
     for (n, auth) in [
         Auth::Bearer(key.clone()),
@@ -269,6 +270,7 @@ async fn every_authentication_failure_is_a_clear_401_or_403() {
     )
     .await;
     let other = spawn_app().await.create_org("Elsewhere").await;
+    app.enable_org_id_auth(&org).await;
     for (auth, status) in [
         (Auth::None, 401),
         (Auth::Bearer("pt_live_wrong".to_owned()), 401),

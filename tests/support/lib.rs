@@ -139,6 +139,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.unauthenticated_rate_limit_per_minute = 1_000_000;
     // The metrics gauges are computed in the background; tests that read them wait for the next computation.
     settings.metrics_interval_secs = 1;
+    // The Azure DevOps stand-in (tests/api/fake_azure.rs) serves on loopback: an Azure DevOps Server the operator
+    // allowed, on a private address it allowed. The egress tests turn both off again.
+    settings.azure_server_hosts = vec!["127.0.0.1".to_owned()];
+    settings.azure_allow_private_addresses = true;
     configure(&mut settings);
     let app = Application::build(&settings)
         .await
@@ -435,4 +439,19 @@ pub async fn dump_read_models(pool: &PgPool) -> std::collections::BTreeMap<Strin
         dump.insert(table, rows);
     }
     dump
+}
+
+impl TestApp {
+    /// Turns `X-Pt-Org-Id` authentication on for an organization (it starts off) with its first key, which holds
+    /// `builds:create` as turning it on requires.
+    pub async fn enable_org_id_auth(&self, org: &TestOrg) {
+        let data = self
+            .graphql_ok(
+                &org.key,
+                "mutation { setOrgIdAuthentication(enabled: true) { orgIdAuthEnabled } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(data["setOrgIdAuthentication"]["orgIdAuthEnabled"], true);
+    }
 }

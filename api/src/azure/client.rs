@@ -1,6 +1,7 @@
 //! Calls to the Azure DevOps REST API (7.1): projects, work item types, work items, WIQL, pull-request statuses and
 //! threads. Authentication is HTTP Basic with an empty user name and the personal access token as password.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -8,6 +9,8 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use url::Url;
+
+use super::egress::{Egress, Refused};
 
 const API_VERSION: &str = "7.1";
 
@@ -52,21 +55,28 @@ pub struct WorkItem {
     pub url: String,
 }
 
-/// The HTTP client.
+/// The HTTP client. Every call goes through [`Egress`]: to Azure DevOps only, never to a private address unless
+/// the operator allows it, never redirected to another host.
 #[derive(Clone)]
 pub struct AzureClient {
     http: reqwest::Client,
+    egress: Arc<Egress>,
 }
 
 impl AzureClient {
-    /// A client whose every call gives up after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
+    /// A client whose every call gives up after `timeout` and goes only where `egress` allows.
+    pub fn new(timeout: Duration, egress: Egress) -> Self {
+        let egress = Arc::new(egress);
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("lathe/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(egress.resolver())
+            .redirect(Egress::redirect_policy())
+            // A proxy would resolve and connect on our behalf, out of reach of the address checks.
+            .no_proxy()
             .build()
             .expect("a default HTTP client");
-        Self { http }
+        Self { http, egress }
     }
 
     /// Checks the token and the project: `Ok` when the project is reachable with the token.
@@ -226,12 +236,30 @@ impl AzureClient {
         target: &Target,
     ) -> Result<Value, AzureError> {
         let credentials = STANDARD.encode(format!(":{}", target.token.expose_secret()));
-        let response = request
+        let request = request
             .header("authorization", format!("Basic {credentials}"))
             .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|error| AzureError::Retryable {
+            .build()
+            .map_err(|_| AzureError::Rejected {
+                status: 0,
+                message: "not a usable organization URL".to_owned(),
+            })?;
+        // Checked here, where every call passes: the connection check and the outbox worker's calls alike.
+        self.egress
+            .check_url(request.url())
+            .map_err(|refused| AzureError::Rejected {
+                status: 0,
+                message: refused.0,
+            })?;
+        let response = self.http.execute(request).await.map_err(|error| {
+            // The resolver refused every address the name has: for good, with its reason.
+            if let Some(refused) = refused_in(&error) {
+                return AzureError::Rejected {
+                    status: 0,
+                    message: refused.0.clone(),
+                };
+            }
+            AzureError::Retryable {
                 status: None,
                 retry_after_secs: None,
                 message: if error.is_timeout() {
@@ -239,7 +267,8 @@ impl AzureClient {
                 } else {
                     format!("cannot reach Azure DevOps: {}", error.without_url())
                 },
-            })?;
+            }
+        })?;
         let status = response.status().as_u16();
         let retry_after_secs = response
             .headers()
@@ -248,12 +277,9 @@ impl AzureClient {
             .and_then(|v| v.trim().parse::<f64>().ok());
         let text = response.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let message = || {
-            let detail = body["message"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| text.chars().take(200).collect::<String>());
-            format!("Azure DevOps answered {status}: {detail}")
+        let message = || match azure_error_message(&body) {
+            Some(detail) => format!("Azure DevOps answered {status}: {detail}"),
+            None => format!("Azure DevOps answered {status}"),
         };
         match status {
             // A bad token is answered 203 with a sign-in page instead of JSON.
@@ -271,12 +297,42 @@ impl AzureClient {
                 status,
                 message: "Azure DevOps rejected the personal access token (401)".to_owned(),
             }),
+            300..=399 => Err(AzureError::Rejected {
+                status,
+                message: format!(
+                    "Azure DevOps answered {status}, a redirect to another host, which is not followed: check \
+                     organizationUrl"
+                ),
+            }),
             _ => Err(AzureError::Rejected {
                 status,
                 message: message(),
             }),
         }
     }
+}
+
+/// Azure DevOps' own error text, from an answer shaped as its errors are (`message` with `typeKey` or
+/// `typeName`), shortened. Any other body is not quoted: the caller chose the URL, and what some other service
+/// answers is none of the caller's business.
+fn azure_error_message(body: &Value) -> Option<String> {
+    let message = body["message"].as_str()?;
+    if body["typeKey"].as_str().is_none() && body["typeName"].as_str().is_none() {
+        return None;
+    }
+    Some(message.chars().take(300).collect())
+}
+
+/// The egress refusal behind a failed request, if that is why it failed.
+fn refused_in(error: &reqwest::Error) -> Option<&Refused> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(refused) = current.downcast_ref::<Refused>() {
+            return Some(refused);
+        }
+        source = current.source();
+    }
+    None
 }
 
 /// `{organization}/[{project}/]{segments…}?api-version=7.1`, each segment percent-encoded.

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod crypto;
+pub mod egress;
 pub mod worker;
 
 use std::time::Duration;
@@ -27,8 +28,10 @@ pub struct AzureRuntime {
     pub backoff: Duration,
     /// Attempts before a call ends as failed.
     pub max_attempts: i32,
-    /// How long a claimed call is reserved for the worker that claimed it: longer than any call can take, so that
-    /// a call is never made twice at once, and short enough that a crashed worker's calls are soon taken up again.
+    /// How long a claimed call is reserved for the worker that claimed it: longer than one call can take (at most
+    /// three requests, each bounded by the timeout), so that a call is never made twice at once, and short enough
+    /// that a crashed worker's call is soon taken up again. Calls are claimed one at a time, each just before it
+    /// is made, so no call waits for others under its lease.
     pub lease: Duration,
 }
 
@@ -50,7 +53,9 @@ impl AzureRuntime {
     }
 }
 
-/// Where and as whom to call for a connected project: its connection with the decrypted token.
+/// Where and as whom to call for a connected project: its connection with the decrypted token. `None` when the
+/// project is not connected; an error (worth another try) while a connection's token is not stored yet, as in the
+/// moment between `connectAzureDevOps`' command and the storing of its token.
 pub async fn target_of(
     state: &AppState,
     project_id: Uuid,
@@ -60,7 +65,9 @@ pub async fn target_of(
     };
     let Some((nonce, ciphertext)) = projections::azure::credential(&state.pool, project_id).await?
     else {
-        return Ok(None);
+        return Err(ApiError::Conflict(
+            "the connection's token is not stored yet".to_owned(),
+        ));
     };
     let token = state
         .azure

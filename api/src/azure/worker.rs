@@ -37,14 +37,28 @@ pub fn spawn(state: AppState, every: Duration) {
     });
 }
 
-/// Delivers every call that is due now; returns how many were attempted.
+/// Most calls one round delivers before the worker looks again (and yields to the other jobs).
+const CALLS_PER_ROUND: usize = 16;
+
+/// Delivers calls that are due now, up to [`CALLS_PER_ROUND`]; returns how many were attempted.
+///
+/// Each call is claimed just before it is made, with a lease sized for that one call: claiming a batch under one
+/// lease let the lease run out for the calls late in the batch while they were still waiting their turn, so that
+/// another process claimed and made them too (two statuses, two comments on one pull request).
 pub async fn deliver_due(state: &AppState) -> Result<usize, sqlx::Error> {
-    let due = outbox::claim(&state.pool, state.azure.lease.as_secs_f64(), 16).await?;
-    for call in &due {
-        let outcome = deliver(state, call).await;
-        record(state, call, outcome).await?;
+    let mut attempted = 0;
+    while attempted < CALLS_PER_ROUND {
+        let Some(call) = outbox::claim(&state.pool, state.azure.lease.as_secs_f64(), 1)
+            .await?
+            .pop()
+        else {
+            break;
+        };
+        let outcome = deliver(state, &call).await;
+        record(state, &call, outcome).await?;
+        attempted += 1;
     }
-    Ok(due.len())
+    Ok(attempted)
 }
 
 /// What one attempt came to.

@@ -24,7 +24,7 @@ use domain::build_queue::{
 use domain::matching::{match_project, BuildSignals, ProjectMatch};
 use projections::{projects, releases, CommandContext, CommandError};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 
 pub use caller::{authenticate_intake, Caller};
@@ -112,6 +112,7 @@ pub async fn submit(
         key: submission.source_key.clone(),
     };
     let entry_id = identity.entry_id();
+    check_branches(&submission)?;
     let (route, explanation) = match route(state, organization_id, &submission).await? {
         Routing::Route(route, explanation) => (route, explanation),
         Routing::Filtered(why) => {
@@ -165,6 +166,33 @@ pub async fn submit(
             }
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+/// Refuses a branch longer than [`domain::branches::MAX_BRANCH_CHARS`] (422, naming the field): no Git host makes
+/// one, and the bound keeps branch-filter matching cheap.
+fn check_branches(submission: &BuildSubmission) -> Result<(), ApiError> {
+    let (branch_field, filter_field) = match submission.source {
+        BuildSource::Ingest => ("branch", "branch"),
+        BuildSource::AzureDevOps => (
+            "resource.sourceBranch",
+            "resource.triggerInfo.pr.sourceBranch",
+        ),
+    };
+    let fields: Vec<FieldError> = [
+        (branch_field, submission.details.branch.as_deref()),
+        (filter_field, submission.filter_branch.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(field, branch)| {
+        let error = domain::branches::check_branch_length(branch?).err()?;
+        Some(FieldError::new(field, error.to_string()))
+    })
+    .collect();
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidFields(fields))
     }
 }
 

@@ -38,10 +38,13 @@ impl Aggregate for Organization {
                     return Err(OrganizationError::AlreadyExists);
                 }
                 let name = validate_name(&name).map_err(OrganizationError::InvalidName)?;
+                // Off until a key holding `builds:create` turns it on: the organization id is no secret (any key
+                // reads it), so authenticating by it must be a deliberate choice. Organizations created earlier
+                // keep what their `OrganizationCreated` event recorded.
                 let event = OrganizationEvent::OrganizationCreated {
                     organization_id,
                     name,
-                    org_id_auth_enabled: true,
+                    org_id_auth_enabled: false,
                 };
                 sink.write(event, self).await;
             }
@@ -89,12 +92,12 @@ mod tests {
         OrganizationEvent::OrganizationCreated {
             organization_id: id,
             name: "Fabrikam".to_owned(),
-            org_id_auth_enabled: true,
+            org_id_auth_enabled: false,
         }
     }
 
     #[test]
-    fn creating_an_organization_enables_org_id_authentication() {
+    fn a_new_organization_starts_with_org_id_authentication_off() {
         let id = Uuid::new_v4();
         // Given / When / Then
         OrganizationTest::with(())
@@ -130,16 +133,31 @@ mod tests {
     }
 
     #[test]
-    fn org_id_authentication_can_be_turned_off_once() {
+    fn org_id_authentication_can_be_turned_on_once() {
         let id = Uuid::new_v4();
         OrganizationTest::with(())
             .given(vec![created(id)])
-            .when(OrganizationCommand::SetOrgIdAuthentication { enabled: false })
+            .when(OrganizationCommand::SetOrgIdAuthentication { enabled: true })
             .then_expect_events(vec![OrganizationEvent::OrgIdAuthenticationChanged {
-                enabled: false,
+                enabled: true,
             }]);
         OrganizationTest::with(())
             .given(vec![created(id)])
+            .when(OrganizationCommand::SetOrgIdAuthentication { enabled: false })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_organization_created_with_org_id_authentication_on_keeps_it() {
+        // Organizations created before it was off by default recorded `true`: their history is not rewritten.
+        let id = Uuid::new_v4();
+        let earlier = OrganizationEvent::OrganizationCreated {
+            organization_id: id,
+            name: "Fabrikam".to_owned(),
+            org_id_auth_enabled: true,
+        };
+        OrganizationTest::with(())
+            .given(vec![earlier])
             .when(OrganizationCommand::SetOrgIdAuthentication { enabled: true })
             .then_expect_events(vec![]);
     }

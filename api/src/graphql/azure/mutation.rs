@@ -101,16 +101,10 @@ impl AzureMutation {
             .into());
         }
 
+        // The token is stored only once the command has succeeded, so that a refused command leaves no credential
+        // behind (nor replaces the one of an earlier connection). Until it is stored, the outbox worker treats the
+        // connection's calls as not yet deliverable and tries them again later.
         let (nonce, ciphertext) = sealer.seal(&token);
-        azure::store_credential(
-            &r.state.pool,
-            project_id,
-            project.organization_id,
-            &nonce,
-            &ciphertext,
-        )
-        .await
-        .map_err(ApiError::from)?;
         r.state
             .store
             .execute::<ProjectAggregate>(
@@ -120,6 +114,20 @@ impl AzureMutation {
             )
             .await
             .map_err(ApiError::from)?;
+        let stored = azure::store_credential(
+            &r.state.pool,
+            project_id,
+            project.organization_id,
+            &nonce,
+            &ciphertext,
+        )
+        .await;
+        if let Err(error) = stored {
+            // The connection now names settings the old token (if any) was not given for: forget it rather than
+            // send it there. Best effort: the database just failed; the caller is told to connect again.
+            let _ = azure::delete_credential(&r.state.pool, project_id).await;
+            return Err(ApiError::from(error).into());
+        }
         Ok(Project(load_project(&r, project_id).await?))
     }
 

@@ -54,7 +54,8 @@ pub struct FieldMappingValue {
 /// A project's connection to Azure DevOps.
 #[derive(InputObject)]
 pub struct AzureDevOpsInput {
-    /// `https://dev.azure.com/{org}`, `https://{org}.visualstudio.com`, or an Azure DevOps Server collection URL.
+    /// `https://dev.azure.com/{org}`, `https://{org}.visualstudio.com`, or the collection URL of an Azure DevOps
+    /// Server host this service is configured for (`LATHE_AZURE_SERVER_HOSTS`).
     pub organization_url: String,
     /// The Azure DevOps project's name or id.
     pub project: String,

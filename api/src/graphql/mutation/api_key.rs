@@ -20,20 +20,24 @@ pub struct ApiKeyMutation;
 /// A key's rate limit.
 #[derive(InputObject)]
 pub struct UpdateApiKeyInput {
-    /// Requests per minute; `null` returns the key to the server's default.
+    /// Requests per minute, at most the server's cap (6,000 unless configured); `null` returns the key to the
+    /// server's default.
     pub rate_limit_per_minute: async_graphql::MaybeUndefined<i32>,
 }
 
-fn rate_limit(value: Option<i32>) -> Result<Option<u32>, ApiError> {
+/// Checks a per-key limit against the operator's cap (`LATHE_RATE_LIMIT_MAX_PER_MINUTE`), which the domain's own
+/// bound also limits.
+fn rate_limit(value: Option<i32>, cap: u32) -> Result<Option<u32>, ApiError> {
+    let cap = cap.clamp(1, domain::api_key::MAX_RATE_LIMIT);
     value
         .map(|v| {
             u32::try_from(v)
                 .ok()
-                .filter(|v| (1..=domain::api_key::MAX_RATE_LIMIT).contains(v))
+                .filter(|v| (1..=cap).contains(v))
                 .ok_or_else(|| {
                     ApiError::BadUserInput(format!(
-                        "rateLimitPerMinute must be between 1 and {}",
-                        domain::api_key::MAX_RATE_LIMIT
+                        "rateLimitPerMinute must be between 1 and {cap}, this server's cap \
+                         (LATHE_RATE_LIMIT_MAX_PER_MINUTE)"
                     ))
                 })
         })
@@ -47,7 +51,8 @@ pub struct CreateApiKeyInput {
     /// Scope names such as `builds:read`; see `apiKeyScopes`.
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
-    /// Requests per minute for this key; default: the server's (60 unless configured).
+    /// Requests per minute for this key, at most the server's cap (6,000 unless configured); default: the server's
+    /// limit (60 unless configured).
     pub rate_limit_per_minute: Option<i32>,
 }
 
@@ -83,7 +88,10 @@ impl ApiKeyMutation {
             name: input.name,
             scopes,
             expires_at: input.expires_at,
-            rate_limit_per_minute: rate_limit(input.rate_limit_per_minute)?,
+            rate_limit_per_minute: rate_limit(
+                input.rate_limit_per_minute,
+                r.state.limits.rate_limit_max_per_minute,
+            )?,
         };
         let issued = keys::issue(
             &r.state.store,
@@ -99,13 +107,25 @@ impl ApiKeyMutation {
         })
     }
 
-    /// Turns `X-Pt-Org-Id` authentication of the webhook on or off for the caller's organization.
+    /// Turns `X-Pt-Org-Id` authentication of the webhook and the ingest API on or off for the caller's
+    /// organization (off for a new organization). Turning it on needs `builds:create` besides `keys:manage`.
     async fn set_org_id_authentication(
         &self,
         ctx: &Context<'_>,
         enabled: bool,
     ) -> async_graphql::Result<Organization> {
         let r = Resolver::new(ctx, Scope::KeysManage)?;
+        // The organization id is readable with any key, so turning org-id authentication on hands `builds:create`
+        // to everyone who knows it: only a key that may create builds itself may do that.
+        if enabled {
+            r.principal.require(Scope::BuildsCreate).map_err(|_| {
+                ApiError::Forbidden(
+                    "turning org-id authentication on grants builds:create to anyone who knows the organization id; \
+                     it needs a key holding builds:create"
+                        .to_owned(),
+                )
+            })?;
+        }
         r.state
             .store
             .execute::<OrganizationAggregate>(
@@ -140,7 +160,9 @@ impl ApiKeyMutation {
                 return Ok(ApiKey(load_api_key(&r, api_key_id).await?))
             }
             async_graphql::MaybeUndefined::Null => None,
-            async_graphql::MaybeUndefined::Value(value) => rate_limit(Some(value))?,
+            async_graphql::MaybeUndefined::Value(value) => {
+                rate_limit(Some(value), r.state.limits.rate_limit_max_per_minute)?
+            }
         };
         r.state
             .store
