@@ -170,7 +170,8 @@ pub async fn linked_work_item(
     title: &str,
 ) -> Result<Option<(i64, String)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT work_item_id, url FROM work_item_links WHERE project_id = $1 AND title = $2",
+        "SELECT work_item_id, url FROM work_item_links
+         WHERE project_id = $1 AND title_md5 = md5($2) AND title = $2",
     )
     .bind(project_id)
     .bind(title)
@@ -196,7 +197,7 @@ pub(crate) async fn link_work_item(
         "INSERT INTO work_item_links (project_id, title, work_item_id, url, linked_at)
          SELECT b.project_id, t.title, $3, $4, $5 FROM test_results t JOIN builds b ON b.build_id = t.build_id
          WHERE t.test_result_id = ANY($1) AND b.build_id = $2 AND b.project_id IS NOT NULL
-         ON CONFLICT (project_id, title) DO UPDATE SET work_item_id = $3, url = $4, linked_at = $5",
+         ON CONFLICT (project_id, title_md5) DO UPDATE SET work_item_id = $3, url = $4, linked_at = $5",
     )
     .bind(test_result_ids)
     .bind(build_id)

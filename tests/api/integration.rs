@@ -243,6 +243,57 @@ async fn failed_tests_get_one_work_item_each_with_the_mapped_fields() {
 }
 
 #[tokio::test]
+async fn a_failing_test_with_the_longest_title_in_a_three_byte_script_is_linked_to_its_work_item() {
+    let fake = FakeAzure::start().await;
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    connected_project(&app, &org, &fake, true).await;
+    let auth = Auth::Bearer(org.key.clone());
+    // 2,000 characters (the longest title ingest takes) of three bytes each, varied so that they do not compress:
+    // 6,000 bytes, over what one B-tree entry of PostgreSQL holds, so a key on the title could never store the link.
+    let title: String = (0..2_000u32)
+        .map(|i| char::from_u32(0x4E00 + (i * 7_919) % 20_000).unwrap())
+        .collect();
+    let first = app
+        .ingest(&auth, &results(&[(title.as_str(), "failed")]), &[])
+        .await;
+    assert_eq!(first.status, 201, "{first:?}");
+    deliver_until(
+        &app,
+        || fake.work_items().len() == 1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(fake.work_items().len(), 1);
+    let linked = |app: &TestApp| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM read.test_results WHERE work_item_id IS NOT NULL",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let start = std::time::Instant::now();
+    while linked(&app).await < 1 && start.elapsed() < Duration::from_secs(10) {
+        deliver_until(&app, || false, Duration::from_millis(100)).await;
+    }
+    assert_eq!(linked(&app).await, 1, "the link is stored");
+
+    // It fails again while its work item is open: linked to the same work item, no second one.
+    app.ingest(&auth, &results(&[(title.as_str(), "failed")]), &[])
+        .await;
+    let start = std::time::Instant::now();
+    while linked(&app).await < 2 && start.elapsed() < Duration::from_secs(10) {
+        deliver_until(&app, || false, Duration::from_millis(100)).await;
+    }
+    assert_eq!(linked(&app).await, 2);
+    assert_eq!(fake.work_items().len(), 1);
+}
+
+#[tokio::test]
 async fn more_failures_than_the_threshold_make_one_summary_work_item() {
     let fake = FakeAzure::start().await;
     let app = spawn_app().await;
