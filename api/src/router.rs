@@ -81,6 +81,26 @@ pub fn with_layers(routes: Router, edge: &Edge) -> Router {
         )
         // Outermost, so that the id exists before the span is made and is echoed on every response.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
+}
+
+/// Longest request id a caller may choose; it is kept in the metadata of every event the request causes.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// A caller's `X-Request-Id` that is overlong or holds anything but visible ASCII is replaced by a new one (events
+/// are forever: a 60 KB id would be copied into each of them).
+async fn drop_unusable_request_id(
+    mut request: Request<axum::body::Body>,
+) -> Request<axum::body::Body> {
+    let usable = request.headers().get("x-request-id").is_none_or(|id| {
+        !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID_BYTES
+            && id.as_bytes().iter().all(u8::is_ascii_graphic)
+    });
+    if !usable {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
 }
 
 /// `GET /healthz`: the process is up.

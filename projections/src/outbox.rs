@@ -197,7 +197,7 @@ pub async fn succeed(
     )
     .bind(id)
     .bind(status.map(i32::from))
-    .bind(result)
+    .bind(storable_json(result).as_ref())
     .execute(pool)
     .await?;
     Ok(())
@@ -218,7 +218,7 @@ pub async fn retry(
     .bind(id)
     .bind(after_secs)
     .bind(status.map(i32::from))
-    .bind(error)
+    .bind(storable_error(error))
     .execute(pool)
     .await?;
     Ok(())
@@ -237,7 +237,7 @@ pub async fn fail(
     )
     .bind(id)
     .bind(status.map(i32::from))
-    .bind(error)
+    .bind(storable_error(error))
     .execute(pool)
     .await?;
     Ok(())
@@ -274,4 +274,63 @@ pub async fn find(
     .bind(id)
     .fetch_optional(pool)
     .await
+}
+
+/// Longest error text kept of a call (Azure DevOps's own message, or ours).
+const MAX_ERROR_CHARS: usize = 4_096;
+
+/// An error as PostgreSQL can store it: an answer from the other side may hold NUL characters, and a refused
+/// update would leave the call to be tried again and again.
+fn storable_error(error: &str) -> std::borrow::Cow<'_, str> {
+    domain::clean_text(error, MAX_ERROR_CHARS)
+}
+
+/// A result as `jsonb` can store it: without NUL characters in its strings (`jsonb` refuses `\u0000`).
+fn storable_json(value: &Value) -> std::borrow::Cow<'_, Value> {
+    fn has_nul(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    fn strip(value: &Value) -> Value {
+        match value {
+            Value::String(text) => Value::String(text.replace('\0', "")),
+            Value::Array(items) => Value::Array(items.iter().map(strip).collect()),
+            Value::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.replace('\0', ""), strip(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    if has_nul(value) {
+        std::borrow::Cow::Owned(strip(value))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
+#[cfg(test)]
+mod storable_tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_from_the_other_side_never_reach_postgresql() {
+        assert_eq!(storable_error("bad\0 answer"), "bad answer");
+        let result = json!({ "url": "https://x/\0", "n": [1, "a\0"], "k\0": true });
+        assert_eq!(
+            storable_json(&result).into_owned(),
+            json!({ "url": "https://x/", "n": [1, "a"], "k": true })
+        );
+        let clean = json!({ "id": 7 });
+        assert!(matches!(
+            storable_json(&clean),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }

@@ -35,6 +35,32 @@ async fn a_request_id_sent_by_the_caller_is_kept() {
 }
 
 #[tokio::test]
+async fn an_overlong_or_odd_request_id_is_replaced_by_a_new_one() {
+    let app = spawn_app().await;
+    for id in ["x".repeat(129), "two words".to_owned()] {
+        let response = app
+            .client
+            .get(format!("{}/healthz", app.address))
+            .header("x-request-id", id.as_str())
+            .send()
+            .await
+            .unwrap();
+        let given = response.headers()["x-request-id"].to_str().unwrap();
+        assert_ne!(given, id);
+        assert!(uuid::Uuid::parse_str(given).is_ok(), "{given}");
+    }
+    let kept = "x".repeat(128);
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", kept.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], kept.as_str());
+}
+
+#[tokio::test]
 async fn readyz_reports_an_unreachable_database() {
     let app = spawn_app().await;
     app.pool.close().await;

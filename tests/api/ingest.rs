@@ -261,6 +261,38 @@ async fn an_idempotency_key_replays_the_first_answer_and_stores_nothing_new() {
 }
 
 #[tokio::test]
+async fn an_upload_cut_off_by_the_request_timeout_still_completes_and_its_retry_gets_the_first_answer(
+) {
+    let app = spawn_app_with(|settings| settings.request_timeout_secs = 1).await;
+    let org = app.create_org("Fabrikam").await;
+    let auth = Auth::Bearer(org.key.clone());
+    let body = pipeline_body(results(3));
+    let key = [("idempotency-key", "cut-off")];
+
+    // Appends wait for this transaction's lock, so the upload outlives its request.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE public.events IN EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let first = app.ingest(&auth, &body, &key).await;
+    assert_eq!(first.status, 408, "{first:?}");
+    blocker.rollback().await.unwrap();
+
+    // The upload went on without its caller: a retry gets its answer instead of 409 for a day.
+    let mut retry = app.ingest(&auth, &body, &key).await;
+    for _ in 0..100 {
+        if retry.status != 409 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        retry = app.ingest(&auth, &body, &key).await;
+    }
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert_eq!(stored_results(&app).await, 3, "stored once");
+}
+
+#[tokio::test]
 async fn results_for_an_azure_build_join_the_build_the_webhook_made() {
     let (app, org, auth) = setup().await;
     let delivered = app

@@ -5,8 +5,9 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use projections::idempotency::{self, Reservation};
@@ -33,8 +34,17 @@ pub async fn ingest(
 ) -> Response {
     let mut log = DeliveryLog::start("ingest", request_id(&headers));
     log.meta.event_type = Some("results.ingest".to_owned());
-    let result = handle(&state, client, &headers, body, &mut log).await;
-    log.respond(&state, result).await
+    // The work runs on a task of its own, so that a caller who hangs up, or the request timeout, cannot cut it off
+    // between the commit of its events and the recording of its `Idempotency-Key`'s answer: the key would stay
+    // "in progress" and every retry would get 409 until it is pruned a day later.
+    let work = async move {
+        let result = handle(&state, client, &headers, body, &mut log).await;
+        log.respond(&state, result).await
+    };
+    match tokio::spawn(work.instrument(tracing::Span::current())).await {
+        Ok(response) => response,
+        Err(failed) => ApiError::internal(failed).into_response(),
+    }
 }
 
 async fn handle(
