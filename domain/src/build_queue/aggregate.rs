@@ -35,6 +35,10 @@ pub struct BuildQueue {
     pub release_id: Option<Uuid>,
     /// Uploads already stored, so that a retried one is recognised.
     pub upload_ids: Vec<Uuid>,
+    /// The organization the build was received for: commands from callers of another organization are refused.
+    pub organization_id: Option<Uuid>,
+    /// Why the build waits (or last waited) in the queue: what undoing a rejection restores.
+    pub queue_reason: Option<QueueReason>,
 }
 
 impl Aggregate for BuildQueue {
@@ -151,6 +155,60 @@ impl Aggregate for BuildQueue {
                 };
                 sink.write(event, self).await;
             }
+            BuildQueueCommand::MoveToRelease {
+                destination,
+                reason,
+                at,
+            } => {
+                let from_release_id = self.require_in_release()?;
+                let release = destination.release;
+                if release.release_id == from_release_id {
+                    return Err(BuildQueueError::AlreadyInRelease(from_release_id));
+                }
+                if destination.project_archived {
+                    return Err(BuildQueueError::ProjectArchived);
+                }
+                // Moving is the correction of a wrong match: the release may be of another project.
+                check_release(&release, None)?;
+                let event = BuildQueueEvent::BuildMovedToRelease {
+                    from_release_id,
+                    from_project_id: self.project_id,
+                    release_id: release.release_id,
+                    project_id: release.project_id,
+                    reason: correction_reason(&reason)?,
+                    moved_at: at,
+                };
+                sink.write(event, self).await;
+            }
+            BuildQueueCommand::ReturnToQueue { reason, at } => {
+                let from_release_id = self.require_in_release()?;
+                let event = BuildQueueEvent::BuildReturnedToQueue {
+                    from_release_id,
+                    project_id: self.project_id,
+                    reason: correction_reason(&reason)?,
+                    returned_at: at,
+                };
+                sink.write(event, self).await;
+            }
+            BuildQueueCommand::RestoreRejected { at } => {
+                match self.status {
+                    EntryStatus::Rejected => {}
+                    EntryStatus::New => return Err(BuildQueueError::NotFound),
+                    EntryStatus::Expired => return Err(BuildQueueError::Expired),
+                    _ => return Err(BuildQueueError::NotRejected),
+                }
+                let reason = self.queue_reason.unwrap_or(if self.project_id.is_some() {
+                    QueueReason::ProjectSelected
+                } else {
+                    QueueReason::NoProjectMatched
+                });
+                let event = BuildQueueEvent::RejectedBuildRestored {
+                    project_id: self.project_id,
+                    reason,
+                    restored_at: at,
+                };
+                sink.write(event, self).await;
+            }
             BuildQueueCommand::Reject { reason, at } => {
                 self.require_queued()?;
                 let reason = validate_name(&reason).map_err(BuildQueueError::InvalidReason)?;
@@ -166,7 +224,9 @@ impl Aggregate for BuildQueue {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            BuildQueueEvent::BuildReceived { .. } => {}
+            BuildQueueEvent::BuildReceived {
+                organization_id, ..
+            } => self.organization_id = Some(organization_id),
             BuildQueueEvent::BuildCreatedInRelease {
                 release_id,
                 project_id,
@@ -175,12 +235,14 @@ impl Aggregate for BuildQueue {
                 self.project_id = Some(project_id);
                 self.release_id = Some(release_id);
             }
-            BuildQueueEvent::BuildQueued { project_id, .. } => {
+            BuildQueueEvent::BuildQueued { project_id, reason } => {
                 self.status = EntryStatus::Queued;
                 self.project_id = project_id;
+                self.queue_reason = Some(reason);
             }
             BuildQueueEvent::ProjectSelectedForBuild { project_id } => {
                 self.project_id = Some(project_id);
+                self.queue_reason = Some(QueueReason::ProjectSelected);
             }
             BuildQueueEvent::BuildAssignedToRelease {
                 release_id,
@@ -197,6 +259,27 @@ impl Aggregate for BuildQueue {
             }
             BuildQueueEvent::BuildExpired { .. } => self.status = EntryStatus::Expired,
             BuildQueueEvent::WorkItemLinked { .. } => {}
+            BuildQueueEvent::BuildMovedToRelease {
+                release_id,
+                project_id,
+                ..
+            } => {
+                self.release_id = Some(release_id);
+                self.project_id = Some(project_id);
+            }
+            BuildQueueEvent::BuildReturnedToQueue { project_id, .. } => {
+                self.status = EntryStatus::Queued;
+                self.release_id = None;
+                self.project_id = project_id;
+                self.queue_reason = Some(QueueReason::ReturnedToQueue);
+            }
+            BuildQueueEvent::RejectedBuildRestored {
+                project_id, reason, ..
+            } => {
+                self.status = EntryStatus::Queued;
+                self.project_id = project_id;
+                self.queue_reason = Some(reason);
+            }
         }
     }
 }
@@ -227,6 +310,16 @@ impl BuildQueue {
         })
     }
 
+    /// The release a build is in, for the corrections that take it out; anything else says why not.
+    fn require_in_release(&self) -> Result<Uuid, BuildQueueError> {
+        match (self.status, self.release_id) {
+            (EntryStatus::Created | EntryStatus::Assigned, Some(release_id)) => Ok(release_id),
+            (EntryStatus::New, _) => Err(BuildQueueError::NotFound),
+            (EntryStatus::Expired, _) => Err(BuildQueueError::Expired),
+            _ => Err(BuildQueueError::NotInRelease),
+        }
+    }
+
     /// Only a waiting entry can be changed; anything else says why not.
     fn require_queued(&self) -> Result<(), BuildQueueError> {
         match self.status {
@@ -253,6 +346,11 @@ fn check_release(release: &ReleaseRef, project_id: Option<Uuid>) -> Result<(), B
         }
         _ => Ok(()),
     }
+}
+
+/// A correction says why it was made: required, and no longer than a name.
+fn correction_reason(reason: &str) -> Result<String, BuildQueueError> {
+    validate_name(reason).map_err(BuildQueueError::InvalidCorrectionReason)
 }
 
 /// Test titles are often long (parameterised names), so they get more room than other names.
