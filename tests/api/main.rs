@@ -2,6 +2,7 @@
 //! PostgreSQL database and talks to it over HTTP.
 
 mod audit;
+mod corrections;
 mod auth;
 mod authority;
 mod durability;
