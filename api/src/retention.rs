@@ -164,9 +164,11 @@ async fn refresh_azure_retention(
     crate::azure::retention_sync::record(state, project.project_id, outcome, context)
         .await
         .map_err(|error| anyhow::anyhow!("recording the Azure DevOps retention: {error:?}"))?;
-    Ok(projects::find(&state.pool, project.organization_id, project.project_id)
-        .await?
-        .unwrap_or(project))
+    Ok(
+        projects::find(&state.pool, project.organization_id, project.project_id)
+            .await?
+            .unwrap_or(project),
+    )
 }
 
 async fn expire(

@@ -11,9 +11,11 @@ use lathe_tests::{
 };
 use projections::{replay, Registry};
 
-const MOVE: &str = "mutation($id: ID!, $r: ID!, $why: String!) { moveBuild(id: $id, releaseId: $r, reason: $why) {
+const MOVE: &str =
+    "mutation($id: ID!, $r: ID!, $why: String!) { moveBuild(id: $id, releaseId: $r, reason: $why) {
     id releaseId status reason project { id } } }";
-const RETURN: &str = "mutation($id: ID!, $why: String!) { returnBuildToQueue(id: $id, reason: $why) {
+const RETURN: &str =
+    "mutation($id: ID!, $why: String!) { returnBuildToQueue(id: $id, reason: $why) {
     id releaseId status reason project { id } } }";
 const RELEASE: &str = "query($id: ID!) { release(id: $id) { name status buildCount
     builds { edges { node { id testSummary { total failed } testResults { edges { node { title } } } } } } } }";
@@ -24,7 +26,9 @@ async fn two_projects(app: &TestApp) -> (TestOrg, [String; 2], [String; 2]) {
     let web = app.create_project(&org.key, "Web").await;
     let mobile = app.create_project(&org.key, "Mobile").await;
     let web_release = app.create_release(&org.key, &web, "web 2026.12").await;
-    let mobile_release = app.create_release(&org.key, &mobile, "mobile 2026.12").await;
+    let mobile_release = app
+        .create_release(&org.key, &mobile, "mobile 2026.12")
+        .await;
     (org, [web, mobile], [web_release, mobile_release])
 }
 
@@ -122,13 +126,16 @@ async fn a_build_created_in_the_wrong_project_moves_to_another_projects_release_
 }
 
 #[tokio::test]
-async fn a_move_is_refused_into_an_inactive_release_another_organizations_release_or_an_archived_project() {
+async fn a_move_is_refused_into_an_inactive_release_another_organizations_release_or_an_archived_project(
+) {
     let app = spawn_app().await;
     let (org, projects, releases) = two_projects(&app).await;
     let build = ingested(&app, &org, "Web", "Build 1").await;
 
     // A completed release takes no builds.
-    let done = app.create_release(&org.key, &projects[1], "mobile 2026.11").await;
+    let done = app
+        .create_release(&org.key, &projects[1], "mobile 2026.11")
+        .await;
     app.graphql_ok(
         &org.key,
         "mutation($id: ID!) { completeRelease(id: $id) { status } }",
@@ -136,21 +143,36 @@ async fn a_move_is_refused_into_an_inactive_release_another_organizations_releas
     )
     .await;
     let body = app
-        .graphql(Some(&org.key), MOVE, json!({ "id": build, "r": done, "why": "x" }))
+        .graphql(
+            Some(&org.key),
+            MOVE,
+            json!({ "id": build, "r": done, "why": "x" }),
+        )
         .await;
     assert_eq!(error_code(&body), "CONFLICT", "{body}");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("active release"));
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("active release"));
 
     // Another organization's release does not exist for this caller, nor this build for the other.
     let other = app.create_org("Contoso").await;
     let theirs = app.create_project(&other.key, "Web").await;
     let their_release = app.create_release(&other.key, &theirs, "2026.12").await;
     let body = app
-        .graphql(Some(&org.key), MOVE, json!({ "id": build, "r": their_release, "why": "x" }))
+        .graphql(
+            Some(&org.key),
+            MOVE,
+            json!({ "id": build, "r": their_release, "why": "x" }),
+        )
         .await;
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
     let body = app
-        .graphql(Some(&other.key), MOVE, json!({ "id": build, "r": their_release, "why": "x" }))
+        .graphql(
+            Some(&other.key),
+            MOVE,
+            json!({ "id": build, "r": their_release, "why": "x" }),
+        )
         .await;
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
 
@@ -162,14 +184,25 @@ async fn a_move_is_refused_into_an_inactive_release_another_organizations_releas
     )
     .await;
     let body = app
-        .graphql(Some(&org.key), MOVE, json!({ "id": build, "r": releases[1], "why": "x" }))
+        .graphql(
+            Some(&org.key),
+            MOVE,
+            json!({ "id": build, "r": releases[1], "why": "x" }),
+        )
         .await;
     assert_eq!(error_code(&body), "CONFLICT", "{body}");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("archived"));
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("archived"));
 
     // A move needs a reason.
     let body = app
-        .graphql(Some(&org.key), MOVE, json!({ "id": build, "r": releases[0], "why": " " }))
+        .graphql(
+            Some(&org.key),
+            MOVE,
+            json!({ "id": build, "r": releases[0], "why": " " }),
+        )
         .await;
     assert!(body.get("errors").is_some(), "{body}");
 
@@ -194,14 +227,21 @@ async fn an_expired_build_cannot_be_moved_or_returned() {
     assert_eq!(report.builds_expired, 1);
 
     for body in [
-        app.graphql(Some(&org.key), MOVE, json!({ "id": old, "r": releases[1], "why": "x" }))
-            .await,
+        app.graphql(
+            Some(&org.key),
+            MOVE,
+            json!({ "id": old, "r": releases[1], "why": "x" }),
+        )
+        .await,
         app.graphql(Some(&org.key), RETURN, json!({ "id": old, "why": "x" }))
             .await,
     ] {
         assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
         assert!(
-            body["errors"][0]["message"].as_str().unwrap().contains("expired"),
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("expired"),
             "{body}"
         );
     }
@@ -224,7 +264,11 @@ async fn a_build_returned_to_the_queue_is_pending_again_and_can_be_assigned_else
     assert_eq!(returned["project"]["id"], projects[0].as_str());
     assert_eq!(release(&app, &org.key, &releases[0]).await["buildCount"], 0);
     let queue = app
-        .graphql_ok(&org.key, "{ buildQueue { edges { node { id reason } } } }", json!({}))
+        .graphql_ok(
+            &org.key,
+            "{ buildQueue { edges { node { id reason } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(
         queue["buildQueue"]["edges"],
@@ -252,7 +296,10 @@ async fn a_build_returned_to_the_queue_is_pending_again_and_can_be_assigned_else
         .into_iter()
         .map(|(t, _, _)| t)
         .collect();
-    assert!(types.contains(&"BuildReturnedToQueue".to_owned()), "{types:?}");
+    assert!(
+        types.contains(&"BuildReturnedToQueue".to_owned()),
+        "{types:?}"
+    );
     assert_read_models_equal_a_rebuild(&app).await;
 }
 
@@ -269,14 +316,19 @@ async fn a_rejection_made_by_mistake_is_undone_with_the_reason_the_build_had() {
         json!({ "b": build }),
     )
     .await;
-    let restore = "mutation($b: ID!) { restoreRejectedBuild(id: $b) { status reason rejectionReason } }";
-    let data = app.graphql_ok(&org.key, restore, json!({ "b": build })).await;
+    let restore =
+        "mutation($b: ID!) { restoreRejectedBuild(id: $b) { status reason rejectionReason } }";
+    let data = app
+        .graphql_ok(&org.key, restore, json!({ "b": build }))
+        .await;
     assert_eq!(
         data["restoreRejectedBuild"],
         json!({ "status": "PENDING", "reason": "NO_ACTIVE_RELEASE", "rejectionReason": null })
     );
     // Only a rejected build can be restored.
-    let body = app.graphql(Some(&org.key), restore, json!({ "b": build })).await;
+    let body = app
+        .graphql(Some(&org.key), restore, json!({ "b": build }))
+        .await;
     assert_eq!(error_code(&body), "CONFLICT", "{body}");
     let (last, _, _) = history(&app, &org.key, &build).await.pop().unwrap();
     assert_eq!(last, "RejectedBuildRestored");
@@ -295,7 +347,10 @@ async fn an_archived_project_matches_no_new_builds_and_its_releases_stay_readabl
             json!({ "id": projects[0] }),
         )
         .await;
-    assert_eq!(data["archiveProject"]["archiveReason"], "merged into Portal");
+    assert_eq!(
+        data["archiveProject"]["archiveReason"],
+        "merged into Portal"
+    );
     assert!(data["archiveProject"]["archivedAt"].is_string());
 
     // A new build matching it is queued with the reason.
@@ -303,9 +358,19 @@ async fn an_archived_project_matches_no_new_builds_and_its_releases_stay_readabl
     let answer = app.ingest(&Auth::Bearer(org.key.clone()), &body, &[]).await;
     assert_eq!(answer.status, 201, "{answer:?}");
     assert_eq!(answer.body["outcome"], "queued");
-    assert!(answer.body["message"].as_str().unwrap().contains("archived"), "{answer:?}");
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("archived"),
+        "{answer:?}"
+    );
     let queue = app
-        .graphql_ok(&org.key, "{ buildQueue { edges { node { reason project { id } } } } }", json!({}))
+        .graphql_ok(
+            &org.key,
+            "{ buildQueue { edges { node { reason project { id } } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(
         queue["buildQueue"]["edges"][0]["node"],
@@ -351,7 +416,11 @@ async fn an_archived_projects_azure_devops_calls_stop() {
         json!({ "id": project }),
     )
     .await;
-    while lathe_api::azure::worker::deliver_due(&app.state).await.unwrap() > 0 {}
+    while lathe_api::azure::worker::deliver_due(&app.state)
+        .await
+        .unwrap()
+        > 0
+    {}
     assert!(fake.work_items().is_empty());
     let data = app
         .graphql_ok(
@@ -364,7 +433,10 @@ async fn an_archived_projects_azure_devops_calls_stop() {
     assert!(!calls.is_empty());
     for call in calls {
         assert_eq!(call["status"], "FAILED", "{call}");
-        assert!(call["lastError"].as_str().unwrap().contains("archived"), "{call}");
+        assert!(
+            call["lastError"].as_str().unwrap().contains("archived"),
+            "{call}"
+        );
     }
     // Results of a build that arrives later enqueue nothing at all.
     app.graphql_ok(
@@ -383,10 +455,11 @@ async fn an_archived_projects_azure_devops_calls_stop() {
         "test_results": [{ "title": "t", "status": "failed" }] });
     let answer = app.ingest(&Auth::Bearer(org.key.clone()), &body, &[]).await;
     assert_eq!(answer.body["outcome"], "queued", "{answer:?}");
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM public.outbox WHERE status = 'pending'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM public.outbox WHERE status = 'pending'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(pending, 0);
 }
 
@@ -403,7 +476,9 @@ async fn a_release_is_renamed_and_a_completed_one_reopened_but_not_an_archived_o
         .await;
     assert_eq!(data["renameRelease"]["name"], "web 2027.01");
     let reopen = "mutation($id: ID!) { reopenRelease(id: $id) { status completedAt } }";
-    let body = app.graphql(Some(&org.key), reopen, json!({ "id": releases[0] })).await;
+    let body = app
+        .graphql(Some(&org.key), reopen, json!({ "id": releases[0] }))
+        .await;
     assert_eq!(error_code(&body), "CONFLICT", "an active release: {body}");
     app.graphql_ok(
         &org.key,
@@ -411,21 +486,31 @@ async fn a_release_is_renamed_and_a_completed_one_reopened_but_not_an_archived_o
         json!({ "id": releases[0] }),
     )
     .await;
-    let data = app.graphql_ok(&org.key, reopen, json!({ "id": releases[0] })).await;
-    assert_eq!(data["reopenRelease"], json!({ "status": "ACTIVE", "completedAt": null }));
+    let data = app
+        .graphql_ok(&org.key, reopen, json!({ "id": releases[0] }))
+        .await;
+    assert_eq!(
+        data["reopenRelease"],
+        json!({ "status": "ACTIVE", "completedAt": null })
+    );
     // Reopened, it takes builds again.
     let build = ingested(&app, &org, "Web", "Build 1").await;
     assert_eq!(release(&app, &org.key, &releases[0]).await["buildCount"], 1);
     assert!(!build.is_empty());
 
-    let old = app.create_release(&org.key, &projects[1], "mobile 2026.01").await;
+    let old = app
+        .create_release(&org.key, &projects[1], "mobile 2026.01")
+        .await;
     for mutation in [
         "mutation($id: ID!) { completeRelease(id: $id) { status } }",
         "mutation($id: ID!) { archiveRelease(id: $id) { status } }",
     ] {
-        app.graphql_ok(&org.key, mutation, json!({ "id": old })).await;
+        app.graphql_ok(&org.key, mutation, json!({ "id": old }))
+            .await;
     }
-    let body = app.graphql(Some(&org.key), reopen, json!({ "id": old })).await;
+    let body = app
+        .graphql(Some(&org.key), reopen, json!({ "id": old }))
+        .await;
     assert_eq!(error_code(&body), "CONFLICT", "an archived release: {body}");
     let body = app
         .graphql(
@@ -438,7 +523,8 @@ async fn a_release_is_renamed_and_a_completed_one_reopened_but_not_an_archived_o
     assert_read_models_equal_a_rebuild(&app).await;
 }
 
-const BULK_ASSIGN: &str = "mutation($ids: [ID!]!, $r: ID!) { bulkAssignBuilds(ids: $ids, releaseId: $r) {
+const BULK_ASSIGN: &str =
+    "mutation($ids: [ID!]!, $r: ID!) { bulkAssignBuilds(ids: $ids, releaseId: $r) {
     id ok code message } }";
 
 #[tokio::test]
@@ -459,12 +545,22 @@ async fn a_bulk_assignment_answers_each_build_on_its_own() {
     let unknown = uuid::Uuid::new_v4().to_string();
     let ids = json!([first, "not-an-id", second, rejected, theirs, unknown, first]);
     let data = app
-        .graphql_ok(&org.key, BULK_ASSIGN, json!({ "ids": ids, "r": releases[0] }))
+        .graphql_ok(
+            &org.key,
+            BULK_ASSIGN,
+            json!({ "ids": ids, "r": releases[0] }),
+        )
         .await;
     let answers = data["bulkAssignBuilds"].as_array().unwrap();
     let codes: Vec<(&str, bool, Option<&str>)> = answers
         .iter()
-        .map(|a| (a["id"].as_str().unwrap(), a["ok"].as_bool().unwrap(), a["code"].as_str()))
+        .map(|a| {
+            (
+                a["id"].as_str().unwrap(),
+                a["ok"].as_bool().unwrap(),
+                a["code"].as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         codes,
@@ -528,14 +624,22 @@ async fn a_bulk_call_over_the_limit_is_refused_before_anything_runs() {
     ]
     .into();
     let body = app
-        .graphql(Some(&org.key), BULK_ASSIGN, json!({ "ids": ids, "r": releases[0] }))
+        .graphql(
+            Some(&org.key),
+            BULK_ASSIGN,
+            json!({ "ids": ids, "r": releases[0] }),
+        )
         .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("at most 2"));
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("at most 2"));
     assert_eq!(release(&app, &org.key, &releases[0]).await["buildCount"], 0);
 }
 
-const CONNECT: &str = "mutation($p: ID!, $i: AzureDevOpsInput!) { connectAzureDevOps(projectId: $p, input: $i) {
+const CONNECT: &str =
+    "mutation($p: ID!, $i: AzureDevOpsInput!) { connectAzureDevOps(projectId: $p, input: $i) {
     id } }";
 
 async fn connected(app: &TestApp, org: &TestOrg, fake: &FakeAzure, name: &str) -> String {
@@ -577,7 +681,9 @@ async fn build_retention_is_taken_from_azure_devops_refreshed_by_the_job_and_ove
     // The retention job reads it again.
     fake.set_retention(60, 20, 5);
     lathe_api::retention::run_once(&app.state).await.unwrap();
-    let shown = app.graphql_ok(&org.key, SHOWN, json!({ "p": project })).await;
+    let shown = app
+        .graphql_ok(&org.key, SHOWN, json!({ "p": project }))
+        .await;
     assert_eq!(shown["project"]["azureRetention"]["purgeRunsDays"], 60);
     assert_eq!(
         shown["project"]["effectiveRetention"],
@@ -591,7 +697,9 @@ async fn build_retention_is_taken_from_azure_devops_refreshed_by_the_job_and_ove
         json!({ "id": project }),
     )
     .await;
-    let shown = app.graphql_ok(&org.key, SHOWN, json!({ "p": project })).await;
+    let shown = app
+        .graphql_ok(&org.key, SHOWN, json!({ "p": project }))
+        .await;
     assert_eq!(
         shown["project"]["effectiveRetention"],
         json!({ "keepDays": 90, "pullRequestKeepDays": 90, "keepNewestPerBranch": 5 })
@@ -600,11 +708,16 @@ async fn build_retention_is_taken_from_azure_devops_refreshed_by_the_job_and_ove
     // A token that may no longer read the settings: a clear message on the project, the last values kept.
     fake.fail_next("retention", Fault::Forbidden);
     lathe_api::retention::run_once(&app.state).await.unwrap();
-    let shown = app.graphql_ok(&org.key, SHOWN, json!({ "p": project })).await;
+    let shown = app
+        .graphql_ok(&org.key, SHOWN, json!({ "p": project }))
+        .await;
     let synced = &shown["project"]["azureRetention"];
     assert_eq!(synced["purgeRunsDays"], 60);
     let error = synced["error"].as_str().unwrap();
-    assert!(error.contains("Build (Read)") && error.contains("403"), "{error}");
+    assert!(
+        error.contains("Build (Read)") && error.contains("403"),
+        "{error}"
+    );
     assert!(!error.contains(TOKEN));
 
     // Turned off, the synced values no longer apply.
@@ -620,7 +733,8 @@ async fn build_retention_is_taken_from_azure_devops_refreshed_by_the_job_and_ove
 }
 
 #[tokio::test]
-async fn turning_the_retention_sync_on_with_a_token_that_may_not_read_it_is_refused_with_the_reason() {
+async fn turning_the_retention_sync_on_with_a_token_that_may_not_read_it_is_refused_with_the_reason(
+) {
     let fake = FakeAzure::start().await;
     let app = spawn_app_with(|s| s.background_jobs = false).await;
     let org = app.create_org("Fabrikam").await;
@@ -632,7 +746,9 @@ async fn turning_the_retention_sync_on_with_a_token_that_may_not_read_it_is_refu
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
     let message = body["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("Build (Read)"), "{message}");
-    let shown = app.graphql_ok(&org.key, SHOWN, json!({ "p": project })).await;
+    let shown = app
+        .graphql_ok(&org.key, SHOWN, json!({ "p": project }))
+        .await;
     assert_eq!(shown["project"]["azureRetention"]["enabled"], false);
 
     // A project without a connection cannot sync.
@@ -682,7 +798,11 @@ async fn builds_older_than_the_synced_days_expire_but_the_newest_of_each_branch_
         };
         app.state
             .store
-            .execute::<BuildQueue>(identity.entry_id(), command, &projections::CommandContext::operator())
+            .execute::<BuildQueue>(
+                identity.entry_id(),
+                command,
+                &projections::CommandContext::operator(),
+            )
             .await
             .unwrap();
     }
@@ -693,7 +813,10 @@ async fn builds_older_than_the_synced_days_expire_but_the_newest_of_each_branch_
     assert_eq!(event_type, "BuildExpired");
     assert_eq!(actor, "system");
     assert!(
-        payload["BuildExpired"]["reason"].as_str().unwrap().contains("Azure DevOps"),
+        payload["BuildExpired"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Azure DevOps"),
         "{payload}"
     );
     assert_eq!(release(&app, &org.key, &release_id).await["buildCount"], 1);
@@ -707,7 +830,9 @@ async fn a_moved_build_takes_its_work_item_links_and_pull_request_status_to_the_
     let chat = connected(&app, &org, &fake, "FabrikamFiberChat").await;
     let mobile = connected(&app, &org, &fake, "Mobile").await;
     app.create_release(&org.key, &chat, "chat 2026.12").await;
-    let mobile_release = app.create_release(&org.key, &mobile, "mobile 2026.12").await;
+    let mobile_release = app
+        .create_release(&org.key, &mobile, "mobile 2026.12")
+        .await;
     let auth = Auth::Bearer(org.key.clone());
     // A pull-request build of the sample delivery, then its results with one failure.
     let mut delivery = payload("build.complete.msdocs-2022.json");
@@ -722,8 +847,15 @@ async fn a_moved_build_takes_its_work_item_links_and_pull_request_status_to_the_
     let results = json!({ "build_name": "Build 1", "azure_build_id": 5042,
         "azure_collection_url": "https://dev.azure.com/FabrikamFiber/",
         "test_results": [{ "title": "logout works", "status": "failed" }, { "title": "login works", "status": "passed" }] });
-    assert_eq!(app.ingest(&auth, &results, &[]).await.body["outcome"], "attached");
-    while lathe_api::azure::worker::deliver_due(&app.state).await.unwrap() > 0 {}
+    assert_eq!(
+        app.ingest(&auth, &results, &[]).await.body["outcome"],
+        "attached"
+    );
+    while lathe_api::azure::worker::deliver_due(&app.state)
+        .await
+        .unwrap()
+        > 0
+    {}
     assert_eq!(fake.work_items().len(), 1);
     assert_eq!(fake.statuses().len(), 1);
 
@@ -734,11 +866,18 @@ async fn a_moved_build_takes_its_work_item_links_and_pull_request_status_to_the_
     )
     .await;
     // The pull request gets the status again, through the new project's connection.
-    while lathe_api::azure::worker::deliver_due(&app.state).await.unwrap() > 0 {}
+    while lathe_api::azure::worker::deliver_due(&app.state)
+        .await
+        .unwrap()
+        > 0
+    {}
     let statuses = fake.statuses();
     assert_eq!(statuses.len(), 2, "{statuses:?}");
     assert_eq!(statuses[1].0, 42);
-    assert_eq!(statuses[1].1["description"], "1 passed, 1 failed, 0 skipped");
+    assert_eq!(
+        statuses[1].1["description"],
+        "1 passed, 1 failed, 0 skipped"
+    );
     let data = app
         .graphql_ok(
             &org.key,
@@ -764,6 +903,9 @@ async fn a_moved_build_takes_its_work_item_links_and_pull_request_status_to_the_
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    assert_eq!(carried, vec![("logout works".to_owned(), fake.work_items()[0].id as i64)]);
+    assert_eq!(
+        carried,
+        vec![("logout works".to_owned(), fake.work_items()[0].id as i64)]
+    );
     assert_read_models_equal_a_rebuild(&app).await;
 }

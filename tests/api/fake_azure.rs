@@ -100,7 +100,10 @@ impl FakeAzure {
                 post(create_work_item).get(work_item),
             )
             .route("/{org}/{project}/_apis/wit/wiql", post(wiql))
-            .route("/{org}/{project}/_apis/build/retention", get(build_retention))
+            .route(
+                "/{org}/{project}/_apis/build/retention",
+                get(build_retention),
+            )
             .route(
                 "/{org}/{project}/_apis/git/repositories/{repo}/pullRequests/{pr}/statuses",
                 post(pull_request_status),

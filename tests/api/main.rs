@@ -2,9 +2,9 @@
 //! PostgreSQL database and talks to it over HTTP.
 
 mod audit;
-mod corrections;
 mod auth;
 mod authority;
+mod corrections;
 mod durability;
 mod fake_azure;
 mod graphql_cost;

@@ -236,10 +236,6 @@ pub struct Destination {
 }
 
 /// What can be asked of a build-queue entry.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "commands are built once and moved once; boxing would only add noise at every call site"
-)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuildQueueCommand {
     /// Records a new build and where it goes; test results that came with it are stored in the same commit.

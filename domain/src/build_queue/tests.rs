@@ -5,8 +5,8 @@ use cqrs_es::test::TestFramework;
 
 use super::*;
 use crate::build_queue::{
-    BuildDetails, BuildIdentity, BuildSource, Destination, PullRequestRef, TestResult, TestResultsUpload,
-    TestStatus, TestSummary,
+    BuildDetails, BuildIdentity, BuildSource, Destination, PullRequestRef, TestResult,
+    TestResultsUpload, TestStatus, TestSummary,
 };
 
 type BuildQueueTest = TestFramework<BuildQueue>;

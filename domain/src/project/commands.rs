@@ -67,9 +67,7 @@ pub enum ProjectCommand {
         at: chrono::DateTime<chrono::Utc>,
     },
     /// Undoes [`ProjectCommand::ArchiveProject`].
-    RestoreProject {
-        at: chrono::DateTime<chrono::Utc>,
-    },
+    RestoreProject { at: chrono::DateTime<chrono::Utc> },
     /// Takes (or stops taking) the build retention from the connected Azure DevOps project.
     SetRetentionSync { enabled: bool },
     /// Records what reading the Azure DevOps retention gave: its values, or why they could not be read.

@@ -77,6 +77,9 @@ mod tests {
         assert_eq!(own.keep_days, Some(90));
         assert_eq!(own.pull_request_keep_days, Some(90));
         assert_eq!(own.keep_last, Some(5));
-        assert_eq!(RetentionPolicy::default().effective(None), EffectiveRetention::default());
+        assert_eq!(
+            RetentionPolicy::default().effective(None),
+            EffectiveRetention::default()
+        );
     }
 }

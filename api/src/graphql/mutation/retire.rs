@@ -73,7 +73,7 @@ impl HousekeepingMutation {
             .project_id;
         let context = r.command_context();
         let outcome = if enabled {
-            match retention_sync::read(&r.state, project_id).await {
+            match retention_sync::read(r.state, project_id).await {
                 Err(unreadable) if unreadable.permanent => {
                     return Err(ApiError::BadUserInput(unreadable.message).into())
                 }
@@ -93,7 +93,7 @@ impl HousekeepingMutation {
             .map_err(ApiError::from)?;
         // A failure worth another try (Azure DevOps away) is recorded and shown; the job tries again.
         if let Some(outcome) = outcome {
-            retention_sync::record(&r.state, project_id, outcome, &context).await?;
+            retention_sync::record(r.state, project_id, outcome, &context).await?;
         }
         Ok(Project(load_project(&r, project_id).await?))
     }
