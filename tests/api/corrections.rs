@@ -195,6 +195,16 @@ async fn a_move_is_refused_into_an_inactive_release_another_organizations_releas
         .as_str()
         .unwrap()
         .contains("archived"));
+    // Nor is a queued build assigned to it.
+    let queued = app.enqueue_build(org.id, "77", Some(&projects[1])).await;
+    let body = app
+        .graphql(
+            Some(&org.key),
+            "mutation($b: ID!, $r: ID!) { assignQueuedBuild(id: $b, releaseId: $r) { status } }",
+            json!({ "b": queued, "r": releases[1] }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
 
     // A move needs a reason.
     let body = app

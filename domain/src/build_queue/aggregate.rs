@@ -115,8 +115,15 @@ impl Aggregate for BuildQueue {
                     .await;
                 }
             }
-            BuildQueueCommand::AssignToRelease { release, at } => {
+            BuildQueueCommand::AssignToRelease {
+                release,
+                project_archived,
+                at,
+            } => {
                 self.require_queued()?;
+                if project_archived {
+                    return Err(BuildQueueError::ProjectArchived);
+                }
                 check_release(&release, self.project_id)?;
                 let event = BuildQueueEvent::BuildAssignedToRelease {
                     release_id: release.release_id,

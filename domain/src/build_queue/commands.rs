@@ -256,6 +256,8 @@ pub enum BuildQueueCommand {
     },
     AssignToRelease {
         release: ReleaseRef,
+        /// Whether the release's project is archived (it then takes no builds), read with the release.
+        project_archived: bool,
         at: DateTime<Utc>,
     },
     Reject {

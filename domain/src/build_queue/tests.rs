@@ -80,6 +80,7 @@ fn receive(route: Route) -> BuildQueueCommand {
 fn assign(status: ReleaseStatus, project_id: Uuid) -> BuildQueueCommand {
     BuildQueueCommand::AssignToRelease {
         release: release(status, project_id),
+        project_archived: false,
         at: at(),
     }
 }
@@ -769,4 +770,16 @@ fn the_aggregate_remembers_its_organization() {
         cqrs_es::Aggregate::apply(&mut entry, event);
     }
     assert_eq!(entry.organization_id, Some(ORG));
+}
+
+#[test]
+fn a_queued_build_is_not_assigned_to_a_release_of_an_archived_project() {
+    BuildQueueTest::with(())
+        .given(queued(Some(PROJECT), QueueReason::ProjectArchived))
+        .when(BuildQueueCommand::AssignToRelease {
+            release: release(ReleaseStatus::Active, PROJECT),
+            project_archived: true,
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::ProjectArchived);
 }

@@ -33,7 +33,7 @@ pub struct BulkBuildResult {
 /// What each build of a bulk mutation is asked.
 #[derive(Clone)]
 enum BulkAction {
-    Assign(domain::release::ReleaseRef),
+    Assign(Destination),
     Reject(String),
     Move(Destination, String),
     Return(String),
@@ -99,13 +99,7 @@ impl CorrectionMutation {
         let r = Resolver::new(ctx, Scope::BuildsAssign)?;
         check_bulk(&r, &ids)?;
         let destination = destination(&r, &release_id).await?;
-        if destination.project_archived {
-            return Err(ApiError::Conflict(
-                "the release's project is archived: it takes no builds".to_owned(),
-            )
-            .into());
-        }
-        Ok(bulk(&r, ids, BulkAction::Assign(destination.release)).await)
+        Ok(bulk(&r, ids, BulkAction::Assign(destination)).await)
     }
 
     /// Rejects queued builds with one reason, each on its own: one answer per id, in order.
@@ -200,7 +194,11 @@ async fn bulk(r: &Resolver<'_>, ids: Vec<ID>, action: BulkAction) -> Vec<BulkBui
 async fn run(r: &Resolver<'_>, build_id: Uuid, action: BulkAction) -> Result<(), ApiError> {
     let at = chrono::Utc::now();
     let command = match action {
-        BulkAction::Assign(release) => BuildQueueCommand::AssignToRelease { release, at },
+        BulkAction::Assign(destination) => BuildQueueCommand::AssignToRelease {
+            release: destination.release,
+            project_archived: destination.project_archived,
+            at,
+        },
         BulkAction::Reject(reason) => BuildQueueCommand::Reject { reason, at },
         BulkAction::Move(destination, reason) => BuildQueueCommand::MoveToRelease {
             destination,
@@ -231,8 +229,12 @@ async fn execute(
     Ok(())
 }
 
-/// A release of the caller's organization and whether its project is archived: what a move needs to know.
-async fn destination(r: &Resolver<'_>, release_id: &ID) -> Result<Destination, ApiError> {
+/// A release of the caller's organization and whether its project is archived: what a build joining it (assigned
+/// or moved) needs to know.
+pub(super) async fn destination(
+    r: &Resolver<'_>,
+    release_id: &ID,
+) -> Result<Destination, ApiError> {
     let release = load_release(r, parse_id(release_id, "releaseId")?).await?;
     let project = projects::find(&r.state.pool, r.organization_id(), release.project_id).await?;
     Ok(Destination {
