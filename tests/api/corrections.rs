@@ -919,3 +919,39 @@ async fn a_moved_build_takes_its_work_item_links_and_pull_request_status_to_the_
     );
     assert_read_models_equal_a_rebuild(&app).await;
 }
+
+#[tokio::test]
+async fn bulk_mutations_are_costed_per_build_so_that_aliases_cannot_multiply_them() {
+    let app = spawn_app().await;
+    let (org, _, releases) = two_projects(&app).await;
+    let ids: Vec<String> = (0..500).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    // One call of 500 builds fits the budget (500 × (10 + 4 fields) = 7,000 of 25,000); four do not.
+    let one = app
+        .graphql_ok(
+            &org.key,
+            BULK_ASSIGN,
+            json!({ "ids": ids, "r": releases[0] }),
+        )
+        .await;
+    assert_eq!(one["bulkAssignBuilds"].as_array().unwrap().len(), 500);
+    let aliases: String = (0..4)
+        .map(|n| {
+            format!("a{n}: bulkAssignBuilds(ids: $ids, releaseId: $r) {{ id ok code message }} ")
+        })
+        .collect();
+    let body = app
+        .graphql(
+            Some(&org.key),
+            &format!("mutation($ids: [ID!]!, $r: ID!) {{ {aliases} }}"),
+            json!({ "ids": ids, "r": releases[0] }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cost"),
+        "{body}"
+    );
+}
