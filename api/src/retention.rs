@@ -161,9 +161,15 @@ async fn refresh_azure_retention(
     if let Err(unreadable) = &outcome {
         tracing::warn!(project.id = %project.project_id, reason = %unreadable.message, "Azure DevOps retention not synced");
     }
-    crate::azure::retention_sync::record(state, project.project_id, outcome, context)
-        .await
-        .map_err(|error| anyhow::anyhow!("recording the Azure DevOps retention: {error:?}"))?;
+    // One project's record failing (a concurrent change, the database busy) must not stop the others': its last
+    // values stay in force and the next run tries again.
+    if let Err(error) =
+        crate::azure::retention_sync::record(state, project.project_id, outcome, context).await
+    {
+        error.log_if_internal();
+        tracing::warn!(project.id = %project.project_id, error = %error, "Azure DevOps retention not recorded");
+        return Ok(project);
+    }
     Ok(
         projects::find(&state.pool, project.organization_id, project.project_id)
             .await?

@@ -162,58 +162,10 @@ impl Aggregate for BuildQueue {
                 };
                 sink.write(event, self).await;
             }
-            BuildQueueCommand::MoveToRelease {
-                destination,
-                reason,
-                at,
-            } => {
-                let from_release_id = self.require_in_release()?;
-                let release = destination.release;
-                if release.release_id == from_release_id {
-                    return Err(BuildQueueError::AlreadyInRelease(from_release_id));
-                }
-                if destination.project_archived {
-                    return Err(BuildQueueError::ProjectArchived);
-                }
-                // Moving is the correction of a wrong match: the release may be of another project.
-                check_release(&release, None)?;
-                let event = BuildQueueEvent::BuildMovedToRelease {
-                    from_release_id,
-                    from_project_id: self.project_id,
-                    release_id: release.release_id,
-                    project_id: release.project_id,
-                    reason: correction_reason(&reason)?,
-                    moved_at: at,
-                };
-                sink.write(event, self).await;
-            }
-            BuildQueueCommand::ReturnToQueue { reason, at } => {
-                let from_release_id = self.require_in_release()?;
-                let event = BuildQueueEvent::BuildReturnedToQueue {
-                    from_release_id,
-                    project_id: self.project_id,
-                    reason: correction_reason(&reason)?,
-                    returned_at: at,
-                };
-                sink.write(event, self).await;
-            }
-            BuildQueueCommand::RestoreRejected { at } => {
-                match self.status {
-                    EntryStatus::Rejected => {}
-                    EntryStatus::New => return Err(BuildQueueError::NotFound),
-                    EntryStatus::Expired => return Err(BuildQueueError::Expired),
-                    _ => return Err(BuildQueueError::NotRejected),
-                }
-                let reason = self.queue_reason.unwrap_or(if self.project_id.is_some() {
-                    QueueReason::ProjectSelected
-                } else {
-                    QueueReason::NoProjectMatched
-                });
-                let event = BuildQueueEvent::RejectedBuildRestored {
-                    project_id: self.project_id,
-                    reason,
-                    restored_at: at,
-                };
+            command @ (BuildQueueCommand::MoveToRelease { .. }
+            | BuildQueueCommand::ReturnToQueue { .. }
+            | BuildQueueCommand::RestoreRejected { .. }) => {
+                let event = self.decide_correction(command)?;
                 sink.write(event, self).await;
             }
             BuildQueueCommand::Reject { reason, at } => {
@@ -317,16 +269,6 @@ impl BuildQueue {
         })
     }
 
-    /// The release a build is in, for the corrections that take it out; anything else says why not.
-    fn require_in_release(&self) -> Result<Uuid, BuildQueueError> {
-        match (self.status, self.release_id) {
-            (EntryStatus::Created | EntryStatus::Assigned, Some(release_id)) => Ok(release_id),
-            (EntryStatus::New, _) => Err(BuildQueueError::NotFound),
-            (EntryStatus::Expired, _) => Err(BuildQueueError::Expired),
-            _ => Err(BuildQueueError::NotInRelease),
-        }
-    }
-
     /// Only a waiting entry can be changed; anything else says why not.
     fn require_queued(&self) -> Result<(), BuildQueueError> {
         match self.status {
@@ -343,7 +285,10 @@ impl BuildQueue {
 }
 
 /// A build may only join an active release, and only one of its own project when it has one.
-fn check_release(release: &ReleaseRef, project_id: Option<Uuid>) -> Result<(), BuildQueueError> {
+pub(super) fn check_release(
+    release: &ReleaseRef,
+    project_id: Option<Uuid>,
+) -> Result<(), BuildQueueError> {
     if release.status != ReleaseStatus::Active {
         return Err(BuildQueueError::ReleaseNotActive(release.status));
     }
@@ -353,11 +298,6 @@ fn check_release(release: &ReleaseRef, project_id: Option<Uuid>) -> Result<(), B
         }
         _ => Ok(()),
     }
-}
-
-/// A correction says why it was made: required, and no longer than a name.
-fn correction_reason(reason: &str) -> Result<String, BuildQueueError> {
-    validate_name(reason).map_err(BuildQueueError::InvalidCorrectionReason)
 }
 
 /// Test titles are often long (parameterised names), so they get more room than other names.
