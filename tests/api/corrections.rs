@@ -955,3 +955,29 @@ async fn bulk_mutations_are_costed_per_build_so_that_aliases_cannot_multiply_the
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_moved_build_follows_the_retention_of_its_new_project() {
+    let app = spawn_app().await;
+    let (org, projects, releases) = two_projects(&app).await;
+    let older = ingested(&app, &org, "Web", "Build 1").await;
+    let newer = ingested(&app, &org, "Web", "Build 2").await;
+    // Web keeps only its newest build; Mobile keeps everything.
+    app.graphql_ok(
+        &org.key,
+        "mutation($id: ID!) { updateProject(id: $id, input: {retention: {keepLast: 1}}) { id } }",
+        json!({ "id": projects[0] }),
+    )
+    .await;
+    app.graphql_ok(
+        &org.key,
+        MOVE,
+        json!({ "id": older, "r": releases[1], "why": "a Mobile build" }),
+    )
+    .await;
+    let report = lathe_api::retention::run_once(&app.state).await.unwrap();
+    assert_eq!(report.builds_expired, 0, "the older build is Mobile's now");
+    assert_eq!(release(&app, &org.key, &releases[1]).await["buildCount"], 1);
+    assert_eq!(release(&app, &org.key, &releases[0]).await["buildCount"], 1);
+    assert!(!newer.is_empty());
+}
