@@ -267,6 +267,16 @@ pub struct Settings {
     /// Server on the internal network). Off: such addresses are refused, as literals and as resolved names.
     #[arg(long, global = true, env = "LATHE_AZURE_ALLOW_PRIVATE_ADDRESSES", default_value_t = false, action = clap::ArgAction::Set)]
     pub azure_allow_private_addresses: bool,
+
+    /// Most builds one bulk mutation (`bulkAssignBuilds`, `bulkRejectBuilds`, `bulkMoveBuilds`,
+    /// `bulkReturnBuildsToQueue`) may name; each is its own command, so this bounds one request's writes.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_BULK_MAX_BUILDS",
+        default_value_t = 500
+    )]
+    pub bulk_max_builds: usize,
 }
 
 impl Settings {
@@ -305,6 +315,7 @@ impl Settings {
             rate_limit_max_per_minute: 6_000,
             azure_server_hosts: Vec::new(),
             azure_allow_private_addresses: false,
+            bulk_max_builds: 500,
         }
     }
 

@@ -167,9 +167,14 @@ impl DomainRejection for OrganizationError {
 impl DomainRejection for ProjectError {
     fn to_api_error(&self) -> ApiError {
         match self {
-            Self::AlreadyExists | Self::NotConnected => ApiError::Conflict(self.to_string()),
+            Self::AlreadyExists
+            | Self::NotConnected
+            | Self::AlreadyArchived
+            | Self::NotArchived
+            | Self::RetentionSyncOff => ApiError::Conflict(self.to_string()),
             Self::NotFound => ApiError::NotFound(self.to_string()),
-            Self::InvalidName(_)
+            Self::InvalidArchiveReason(_)
+            | Self::InvalidName(_)
             | Self::InvalidUrl { .. }
             | Self::BlankEntry { .. }
             | Self::InvalidBranchFilter(_)
@@ -184,9 +189,11 @@ impl DomainRejection for ReleaseError {
         match self {
             Self::NotFound => ApiError::NotFound(self.to_string()),
             Self::InvalidName(_) => ApiError::BadUserInput(self.to_string()),
-            Self::AlreadyExists | Self::NotActive(_) | Self::NotCompleted(_) => {
-                ApiError::Conflict(self.to_string())
-            }
+            Self::AlreadyExists
+            | Self::NotActive(_)
+            | Self::NotCompleted(_)
+            | Self::NotReopenable(_)
+            | Self::ArchivedIsReadOnly => ApiError::Conflict(self.to_string()),
         }
     }
 }
@@ -199,13 +206,18 @@ impl DomainRejection for BuildQueueError {
             }
             Self::InvalidName(_)
             | Self::InvalidReason(_)
+            | Self::InvalidCorrectionReason(_)
             | Self::InvalidTestTitle { .. }
             | Self::ReleaseInAnotherProject => ApiError::BadUserInput(self.to_string()),
             Self::AlreadyReceived
             | Self::UploadAlreadyRecorded
             | Self::AlreadyAssigned(_)
             | Self::AlreadyRejected
-            | Self::ReleaseNotActive(_) => ApiError::Conflict(self.to_string()),
+            | Self::ReleaseNotActive(_)
+            | Self::NotInRelease
+            | Self::AlreadyInRelease(_)
+            | Self::ProjectArchived
+            | Self::NotRejected => ApiError::Conflict(self.to_string()),
         }
     }
 }

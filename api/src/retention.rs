@@ -2,6 +2,7 @@
 //! interval in every process, but only one process at a time does the work (a database advisory lock). What it
 //! does is recorded as events, with the job as actor and the rule as reason.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -78,8 +79,7 @@ async fn apply_policies(state: &AppState) -> Result<RetentionReport, anyhow::Err
         ..RetentionReport::default()
     };
     let now = Utc::now();
-    for project in projects::with_retention(&state.pool).await? {
-        let policy = project.retention();
+    for mut project in projects::with_retention(&state.pool).await? {
         let context = CommandContext {
             actor: Actor::System { job: "retention" },
             organization_id: Some(project.organization_id),
@@ -87,20 +87,40 @@ async fn apply_policies(state: &AppState) -> Result<RetentionReport, anyhow::Err
             at: now,
             extra: vec![("project_id".to_owned(), project.project_id.to_string())],
         };
+        if project.retention_sync && project.archived_at.is_none() {
+            project = refresh_azure_retention(state, project, &context).await?;
+        }
+        let policy = project.effective_retention();
         let live = builds::of_project(&state.pool, project.project_id).await?;
-        for (rank, (build_id, received_at)) in live.iter().enumerate() {
-            let too_old = policy
-                .keep_days
-                .filter(|days| days_before(now, *days).is_some_and(|cut| *received_at < cut));
+        let mut per_branch: HashMap<Option<&str>, u32> = HashMap::new();
+        for (rank, build) in live.iter().enumerate() {
+            let branch_rank = per_branch.entry(build.branch.as_deref()).or_default();
+            // The newest builds of each branch are kept whatever their age (Azure DevOps'
+            // retainRunsPerProtectedBranch).
+            let kept_for_branch = policy
+                .keep_newest_per_branch
+                .is_some_and(|newest| *branch_rank < newest);
+            *branch_rank += 1;
+            let days = match build.pull_request {
+                true => policy.pull_request_keep_days,
+                false => policy.keep_days,
+            };
+            let too_old = days
+                .filter(|_| !kept_for_branch)
+                .filter(|days| days_before(now, *days).is_some_and(|cut| build.received_at < cut));
             let beyond_last = policy.keep_last.filter(|last| rank >= *last as usize);
             let reason = match (too_old, beyond_last) {
-                (Some(days), _) => {
+                (Some(days), _) if project.retention().keep_days.is_some() => {
                     format!("received more than {days} days ago (project keeps {days} days)")
                 }
+                (Some(days), _) => format!(
+                    "received more than {days} days ago (Azure DevOps retention keeps {} {days} days)",
+                    if build.pull_request { "pull-request runs" } else { "runs" }
+                ),
                 (None, Some(last)) => format!("older than the project's newest {last} builds"),
                 (None, None) => continue,
             };
-            if expire(state, *build_id, reason, &context).await? {
+            if expire(state, build.build_id, reason, &context).await? {
                 report.builds_expired += 1;
             }
         }
@@ -128,6 +148,33 @@ async fn apply_policies(state: &AppState) -> Result<RetentionReport, anyhow::Err
         }
     }
     Ok(report)
+}
+
+/// Reads the project's Azure DevOps retention again and records a change (or why it cannot be read: the last
+/// values stay in force). Returns the project as it now is.
+async fn refresh_azure_retention(
+    state: &AppState,
+    project: projects::ProjectRow,
+    context: &CommandContext,
+) -> Result<projects::ProjectRow, anyhow::Error> {
+    let outcome = crate::azure::retention_sync::read(state, project.project_id).await;
+    if let Err(unreadable) = &outcome {
+        tracing::warn!(project.id = %project.project_id, reason = %unreadable.message, "Azure DevOps retention not synced");
+    }
+    // One project's record failing (a concurrent change, the database busy) must not stop the others': its last
+    // values stay in force and the next run tries again.
+    if let Err(error) =
+        crate::azure::retention_sync::record(state, project.project_id, outcome, context).await
+    {
+        error.log_if_internal();
+        tracing::warn!(project.id = %project.project_id, error = %error, "Azure DevOps retention not recorded");
+        return Ok(project);
+    }
+    Ok(
+        projects::find(&state.pool, project.organization_id, project.project_id)
+            .await?
+            .unwrap_or(project),
+    )
 }
 
 async fn expire(

@@ -97,6 +97,7 @@ impl Application {
                         .unauthenticated_rate_limit_per_minute,
                     cache_max_entries: settings.cache_max_entries.max(1),
                     rate_limit_max_per_minute: settings.rate_limit_max_per_minute,
+                    bulk_max_builds: settings.bulk_max_builds,
                 },
                 azure,
             ),

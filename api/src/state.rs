@@ -85,6 +85,8 @@ pub struct Limits {
     pub cache_max_entries: u64,
     /// Highest per-key rate limit that can be set through the API.
     pub rate_limit_max_per_minute: u32,
+    /// Most builds one bulk mutation may name.
+    pub bulk_max_builds: usize,
 }
 
 impl AppState {

@@ -17,6 +17,9 @@ pub struct ProjectCandidate {
     pub azure_repository_ids: Vec<String>,
     /// The project's branch filters, compiled once per read of the organization's projects.
     pub branch_filters: crate::branches::BranchMatcher,
+    /// An archived project still matches (so that its builds are not guessed into another project), but its
+    /// builds are queued with the reason instead of joining its releases.
+    pub archived: bool,
 }
 
 /// What a build tells about where it comes from. Every field is optional: payloads differ.

@@ -208,3 +208,27 @@ pub(crate) async fn link_work_item(
     .await?;
     Ok(())
 }
+
+/// A build moved to another project takes its work items along: each of its failing tests linked to a work item
+/// becomes that project's link for the test's title, unless the project already tracks the title with a work item
+/// of its own. The newest result per title decides, so that a rebuild links exactly what the live model did.
+pub(crate) async fn carry_work_item_links(
+    conn: &mut PgConnection,
+    build_id: Uuid,
+    project_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO work_item_links (project_id, title, work_item_id, url, linked_at)
+         SELECT DISTINCT ON (title) $2, title, work_item_id, work_item_url, $3 FROM test_results
+         WHERE build_id = $1 AND work_item_id IS NOT NULL AND work_item_url IS NOT NULL
+         ORDER BY title, ordinal DESC
+         ON CONFLICT (project_id, title) DO NOTHING",
+    )
+    .bind(build_id)
+    .bind(project_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

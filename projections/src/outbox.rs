@@ -43,17 +43,27 @@ impl Projector<BuildQueue> for OutboxReactor {
         conn: &mut PgConnection,
         event: &EventEnvelope<BuildQueue>,
     ) -> Result<(), sqlx::Error> {
-        let BuildQueueEvent::TestResultsRecorded {
-            upload_id, results, ..
-        } = &event.payload
-        else {
-            return Ok(());
-        };
         let build_id = aggregate_uuid(&event.aggregate_id);
+        let (upload_id, results) = match &event.payload {
+            BuildQueueEvent::TestResultsRecorded {
+                upload_id, results, ..
+            } => (upload_id, results),
+            BuildQueueEvent::BuildMovedToRelease {
+                from_project_id,
+                project_id,
+                ..
+            } if *from_project_id != Some(*project_id) => {
+                return status_after_move(conn, build_id, event.sequence).await;
+            }
+            _ => return Ok(()),
+        };
+        // An archived project's calls stop: nothing is enqueued for it.
         let connected: Option<(Uuid, Uuid, Option<i64>, bool, i32)> = sqlx::query_as(
             "SELECT b.organization_id, b.project_id, b.pull_request_number, c.auto_create_work_items,
                 c.failure_threshold
-             FROM builds b JOIN azure_connections c ON c.project_id = b.project_id WHERE b.build_id = $1",
+             FROM builds b JOIN azure_connections c ON c.project_id = b.project_id
+             JOIN projects p ON p.project_id = b.project_id AND p.archived_at IS NULL
+             WHERE b.build_id = $1",
         )
         .bind(build_id)
         .fetch_optional(&mut *conn)
@@ -105,6 +115,36 @@ impl Projector<BuildQueue> for OutboxReactor {
         }
         Ok(())
     }
+}
+
+/// A pull-request build with results moved to another project: its pull request gets the status again through
+/// the new project's connection (if it has one and is not archived), so the status follows the build.
+async fn status_after_move(
+    conn: &mut PgConnection,
+    build_id: Uuid,
+    sequence: usize,
+) -> Result<(), sqlx::Error> {
+    let target: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT b.organization_id, b.project_id FROM builds b
+         JOIN azure_connections c ON c.project_id = b.project_id
+         JOIN projects p ON p.project_id = b.project_id AND p.archived_at IS NULL
+         WHERE b.build_id = $1 AND b.pull_request_number IS NOT NULL AND b.tests_total > 0",
+    )
+    .bind(build_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((organization_id, project_id)) = target {
+        enqueue(
+            conn,
+            organization_id,
+            project_id,
+            kind::PULL_REQUEST_STATUS,
+            &format!("pr_status:{build_id}:moved:{sequence}"),
+            &json!({ "build_id": build_id }),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Adds a call; a call with the same dedupe key is added once.

@@ -7,7 +7,9 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use domain::branches::BranchFilters;
-use domain::project::{Project, ProjectEvent, ProjectSettings, RetentionPolicy};
+use domain::project::{
+    AzureRetention, EffectiveRetention, Project, ProjectEvent, ProjectSettings, RetentionPolicy,
+};
 
 use crate::organizations::aggregate_uuid;
 use crate::projector::event_time;
@@ -83,6 +85,68 @@ impl Projector<Project> for ProjectsProjector {
             ProjectEvent::AzureDevOpsDisconnected => {
                 crate::azure::delete_connection(conn, aggregate_uuid(&event.aggregate_id)).await?;
             }
+            ProjectEvent::ProjectArchived {
+                reason,
+                archived_at,
+            } => {
+                sqlx::query(
+                    "UPDATE projects SET archived_at = $2, archive_reason = $3, updated_at = $2 WHERE project_id = $1",
+                )
+                .bind(aggregate_uuid(&event.aggregate_id))
+                .bind(archived_at)
+                .bind(reason)
+                .execute(conn)
+                .await?;
+            }
+            ProjectEvent::ProjectRestored { restored_at } => {
+                sqlx::query(
+                    "UPDATE projects SET archived_at = NULL, archive_reason = NULL, updated_at = $2
+                     WHERE project_id = $1",
+                )
+                .bind(aggregate_uuid(&event.aggregate_id))
+                .bind(restored_at)
+                .execute(conn)
+                .await?;
+            }
+            ProjectEvent::RetentionSyncChanged { enabled } => {
+                sqlx::query(
+                    "UPDATE projects SET retention_sync = $2, updated_at = $3 WHERE project_id = $1",
+                )
+                .bind(aggregate_uuid(&event.aggregate_id))
+                .bind(enabled)
+                .bind(at)
+                .execute(conn)
+                .await?;
+            }
+            ProjectEvent::AzureRetentionSynced {
+                retention,
+                synced_at,
+            } => {
+                sqlx::query(
+                    "UPDATE projects SET azure_purge_runs_days = $2, azure_purge_pull_request_runs_days = $3,
+                        azure_retain_runs_per_protected_branch = $4, azure_retention_synced_at = $5,
+                        azure_retention_error = NULL, azure_retention_failed_at = NULL
+                     WHERE project_id = $1",
+                )
+                .bind(aggregate_uuid(&event.aggregate_id))
+                .bind(retention.purge_runs_days as i32)
+                .bind(retention.purge_pull_request_runs_days as i32)
+                .bind(retention.retain_runs_per_protected_branch as i32)
+                .bind(synced_at)
+                .execute(conn)
+                .await?;
+            }
+            ProjectEvent::AzureRetentionSyncFailed { message, failed_at } => {
+                sqlx::query(
+                    "UPDATE projects SET azure_retention_error = $2, azure_retention_failed_at = $3
+                     WHERE project_id = $1",
+                )
+                .bind(aggregate_uuid(&event.aggregate_id))
+                .bind(message)
+                .bind(failed_at)
+                .execute(conn)
+                .await?;
+            }
             ProjectEvent::ProjectUpdated { settings } => {
                 sqlx::query(
                     "UPDATE projects SET name = $2, url = $3, repository_urls = $4, azure_project_id = $5,
@@ -121,6 +185,15 @@ pub struct ProjectRow {
     pub retention_archive_after_days: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub archive_reason: Option<String>,
+    pub retention_sync: bool,
+    pub azure_purge_runs_days: Option<i32>,
+    pub azure_purge_pull_request_runs_days: Option<i32>,
+    pub azure_retain_runs_per_protected_branch: Option<i32>,
+    pub azure_retention_synced_at: Option<DateTime<Utc>>,
+    pub azure_retention_error: Option<String>,
+    pub azure_retention_failed_at: Option<DateTime<Utc>>,
 }
 
 impl ProjectRow {
@@ -143,6 +216,24 @@ impl ProjectRow {
         }
     }
 
+    /// The Azure DevOps retention last synced, if the project syncs it and a sync succeeded.
+    pub fn azure_retention(&self) -> Option<AzureRetention> {
+        let value = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok());
+        if !self.retention_sync {
+            return None;
+        }
+        Some(AzureRetention {
+            purge_runs_days: value(self.azure_purge_runs_days)?,
+            purge_pull_request_runs_days: value(self.azure_purge_pull_request_runs_days)?,
+            retain_runs_per_protected_branch: value(self.azure_retain_runs_per_protected_branch)?,
+        })
+    }
+
+    /// The rules the retention job applies: the project's own over the synced Azure DevOps ones.
+    pub fn effective_retention(&self) -> EffectiveRetention {
+        self.retention().effective(self.azure_retention().as_ref())
+    }
+
     /// The project's retention policy.
     pub fn retention(&self) -> RetentionPolicy {
         let positive = |value: Option<i32>| value.and_then(|v| u32::try_from(v).ok());
@@ -156,7 +247,9 @@ impl ProjectRow {
 
 const COLUMNS: &str = "project_id, organization_id, name, url, repository_urls, azure_project_id, \
     azure_repository_ids, branch_include, branch_exclude, retention_keep_days, retention_keep_last, \
-    retention_archive_after_days, created_at, updated_at";
+    retention_archive_after_days, created_at, updated_at, archived_at, archive_reason, retention_sync, \
+    azure_purge_runs_days, azure_purge_pull_request_runs_days, azure_retain_runs_per_protected_branch, \
+    azure_retention_synced_at, azure_retention_error, azure_retention_failed_at";
 
 /// Finds one project of an organization.
 pub async fn find(
@@ -209,6 +302,7 @@ pub async fn candidates(
         .into_iter()
         .map(|row| domain::matching::ProjectCandidate {
             branch_filters: row.branch_filters().compile(),
+            archived: row.archived_at.is_some(),
             project_id: row.project_id,
             name: row.name,
             url: row.url,
@@ -219,12 +313,13 @@ pub async fn candidates(
         .collect())
 }
 
-/// Every project, of every organization, that has a retention rule: what the retention job works through.
+/// Every project, of every organization, that has a retention rule or takes its retention from Azure DevOps:
+/// what the retention job works through.
 pub async fn with_retention(pool: &PgPool) -> Result<Vec<ProjectRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM projects
          WHERE retention_keep_days IS NOT NULL OR retention_keep_last IS NOT NULL
-            OR retention_archive_after_days IS NOT NULL
+            OR retention_archive_after_days IS NOT NULL OR retention_sync
          ORDER BY project_id"
     ))
     .fetch_all(pool)

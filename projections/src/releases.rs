@@ -65,6 +65,21 @@ impl Projector<Release> for ReleasesProjector {
                 .execute(conn)
                 .await?;
             }
+            ReleaseEvent::ReleaseRenamed { name, .. } => {
+                sqlx::query("UPDATE releases SET name = $2 WHERE release_id = $1")
+                    .bind(release_id)
+                    .bind(name)
+                    .execute(conn)
+                    .await?;
+            }
+            ReleaseEvent::ReleaseReopened { .. } => {
+                sqlx::query(
+                    "UPDATE releases SET status = 'active', completed_at = NULL WHERE release_id = $1",
+                )
+                .bind(release_id)
+                .execute(conn)
+                .await?;
+            }
         }
         Ok(())
     }
@@ -85,20 +100,31 @@ impl Projector<BuildQueue> for ReleaseBuildCountsProjector {
         conn: &mut PgConnection,
         event: &EventEnvelope<BuildQueue>,
     ) -> Result<(), sqlx::Error> {
-        let (release_id, change) = match &event.payload {
+        let changes: Vec<(Uuid, i32)> = match &event.payload {
             BuildQueueEvent::BuildCreatedInRelease { release_id, .. }
-            | BuildQueueEvent::BuildAssignedToRelease { release_id, .. } => (release_id, 1),
+            | BuildQueueEvent::BuildAssignedToRelease { release_id, .. } => vec![(*release_id, 1)],
             BuildQueueEvent::BuildExpired {
                 release_id: Some(release_id),
                 ..
-            } => (release_id, -1),
+            }
+            | BuildQueueEvent::BuildReturnedToQueue {
+                from_release_id: release_id,
+                ..
+            } => vec![(*release_id, -1)],
+            BuildQueueEvent::BuildMovedToRelease {
+                from_release_id,
+                release_id,
+                ..
+            } => vec![(*from_release_id, -1), (*release_id, 1)],
             _ => return Ok(()),
         };
-        sqlx::query("UPDATE releases SET build_count = build_count + $2 WHERE release_id = $1")
-            .bind(release_id)
-            .bind(change)
-            .execute(conn)
-            .await?;
+        for (release_id, change) in changes {
+            sqlx::query("UPDATE releases SET build_count = build_count + $2 WHERE release_id = $1")
+                .bind(release_id)
+                .bind(change)
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(())
     }
 }

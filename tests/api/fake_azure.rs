@@ -71,6 +71,8 @@ pub struct FakeState {
     pub inactive_pull_requests: HashSet<i64>,
     /// While set, every request is answered only after this long (less than the client waits).
     pub slow: Option<Duration>,
+    /// The project's build retention settings (`_apis/build/retention`), as Azure DevOps answers them.
+    pub retention: Value,
 }
 
 /// The running fake.
@@ -83,7 +85,10 @@ pub struct FakeAzure {
 impl FakeAzure {
     /// Starts the fake on a random loopback port.
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(FakeState::default()));
+        let state = Arc::new(Mutex::new(FakeState {
+            retention: retention_settings(30, 10, 3),
+            ..FakeState::default()
+        }));
         let app = Router::new()
             .route("/{org}/_apis/projects/{project}", get(project))
             .route(
@@ -95,6 +100,10 @@ impl FakeAzure {
                 post(create_work_item).get(work_item),
             )
             .route("/{org}/{project}/_apis/wit/wiql", post(wiql))
+            .route(
+                "/{org}/{project}/_apis/build/retention",
+                get(build_retention),
+            )
             .route(
                 "/{org}/{project}/_apis/git/repositories/{repo}/pullRequests/{pr}/statuses",
                 post(pull_request_status),
@@ -140,6 +149,12 @@ impl FakeAzure {
         }
     }
 
+    /// Changes the project's build retention (`purgeRuns`, `purgePullRequestRuns`, `retainRunsPerProtectedBranch`).
+    pub fn set_retention(&self, runs_days: u64, pull_request_days: u64, per_branch: u64) {
+        self.state.lock().unwrap().retention =
+            retention_settings(runs_days, pull_request_days, per_branch);
+    }
+
     pub fn statuses(&self) -> Vec<(i64, Value)> {
         self.state.lock().unwrap().statuses.clone()
     }
@@ -164,6 +179,17 @@ fn error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+/// The build retention settings as `GET _apis/build/retention` answers them (a `ProjectRetentionSetting`: each
+/// setting with its `min`, `max` and `value`).
+pub fn retention_settings(runs_days: u64, pull_request_days: u64, per_branch: u64) -> Value {
+    json!({
+        "purgeArtifacts": { "min": 1, "max": 60, "value": 30 },
+        "purgePullRequestRuns": { "min": 1, "max": 30, "value": pull_request_days },
+        "purgeRuns": { "min": 30, "max": 731, "value": runs_days },
+        "retainRunsPerProtectedBranch": { "min": 0, "max": 50, "value": per_branch }
+    })
+}
+
 /// The checks every request passes before its handler, and the scripted faults.
 async fn gate(
     state: &Arc<Mutex<FakeState>>,
@@ -172,6 +198,19 @@ async fn gate(
     path: String,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
+) -> Result<(), Response> {
+    gate_version(state, kind, method, path, headers, query, "7.1").await
+}
+
+/// [`gate`] for an API that exists in another version (the build retention API: `7.1-preview.1`).
+async fn gate_version(
+    state: &Arc<Mutex<FakeState>>,
+    kind: &'static str,
+    method: &str,
+    path: String,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    version: &str,
 ) -> Result<(), Response> {
     let (fault, down, slow) = {
         let mut fake = state.lock().unwrap();
@@ -199,10 +238,10 @@ async fn gate(
             "TF400813: The user is not authorized to access this resource.",
         ));
     }
-    if query.get("api-version").map(String::as_str) != Some("7.1") {
+    if query.get("api-version").map(String::as_str) != Some(version) {
         return Err(error(
             StatusCode::BAD_REQUEST,
-            "VssVersionOutOfRangeException: api-version 7.1 is required",
+            &format!("VssVersionOutOfRangeException: api-version {version} is required"),
         ));
     }
     match fault {
@@ -270,6 +309,35 @@ async fn project(
         );
     }
     Json(json!({ "id": "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c", "name": PROJECT, "state": "wellFormed" })).into_response()
+}
+
+async fn build_retention(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    Path((_, project)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = gate_version(
+        &state,
+        "retention",
+        "GET",
+        "build/retention".to_owned(),
+        &headers,
+        &query,
+        "7.1-preview.1",
+    )
+    .await
+    {
+        return response;
+    }
+    if project != PROJECT {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("TF200016: The following project does not exist: {project}."),
+        );
+    }
+    let retention = state.lock().unwrap().retention.clone();
+    Json(retention).into_response()
 }
 
 async fn fields(

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod authority;
+mod corrections;
 mod durability;
 mod fake_azure;
 mod graphql_cost;

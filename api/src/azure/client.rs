@@ -13,6 +13,8 @@ use url::Url;
 use super::egress::{Egress, Refused};
 
 const API_VERSION: &str = "7.1";
+/// The build retention API exists in a preview version only.
+const RETENTION_API_VERSION: &str = "7.1-preview.1";
 
 /// Where and as whom to call.
 #[derive(Clone)]
@@ -170,6 +172,36 @@ impl AzureClient {
             Err(AzureError::Rejected { status: 404, .. }) => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    /// The project's build retention settings (`GET {org}/{project}/_apis/build/retention`): the `value` of
+    /// `purgeRuns`, `purgePullRequestRuns` and `retainRunsPerProtectedBranch`. Reading them needs the token's
+    /// Build (Read) scope.
+    pub async fn build_retention(
+        &self,
+        target: &Target,
+    ) -> Result<domain::project::AzureRetention, AzureError> {
+        let mut url = url(target, &["_apis", "build", "retention"], true)?;
+        url.set_query(None);
+        url.query_pairs_mut()
+            .append_pair("api-version", RETENTION_API_VERSION);
+        let body = self.send(self.http.get(url), target).await?;
+        let value = |name: &str| {
+            body[name]["value"]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| AzureError::Rejected {
+                    status: 200,
+                    message: format!(
+                        "Azure DevOps answered the retention settings without a number in `{name}.value`"
+                    ),
+                })
+        };
+        Ok(domain::project::AzureRetention {
+            purge_runs_days: value("purgeRuns")?,
+            purge_pull_request_runs_days: value("purgePullRequestRuns")?,
+            retain_runs_per_protected_branch: value("retainRunsPerProtectedBranch")?,
+        })
     }
 
     /// Posts a pull-request status.

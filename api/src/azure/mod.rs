@@ -4,6 +4,7 @@
 pub mod client;
 pub mod crypto;
 pub mod egress;
+pub mod retention_sync;
 pub mod worker;
 
 use std::time::Duration;

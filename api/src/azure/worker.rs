@@ -112,6 +112,14 @@ async fn record(state: &AppState, call: &OutboxRow, outcome: Outcome) -> Result<
 }
 
 async fn deliver(state: &AppState, call: &OutboxRow) -> Outcome {
+    // Calls enqueued before the project was archived are not made: an archived project's calls stop.
+    match projections::projects::find(&state.pool, call.organization_id, call.project_id).await {
+        Ok(Some(project)) if project.archived_at.is_some() => {
+            return rejected("the project is archived: its Azure DevOps calls stopped")
+        }
+        Ok(_) => {}
+        Err(error) => return retryable(&format!("cannot read the project: {error}")),
+    }
     let target = match target_of(state, call.project_id).await {
         Ok(Some((target, connection))) => (target, connection),
         Ok(None) => return rejected("the project is no longer connected to Azure DevOps"),

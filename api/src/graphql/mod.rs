@@ -42,6 +42,8 @@ pub struct Mutation(
     mutation::QueueMutation,
     mutation::ApiKeyMutation,
     azure::AzureMutation,
+    mutation::CorrectionMutation,
+    mutation::HousekeepingMutation,
 );
 
 /// The schema served at `/graphql`.

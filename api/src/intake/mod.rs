@@ -303,6 +303,21 @@ async fn route(
                     return Ok(Routing::Filtered(filtered.describe(short_branch(branch))));
                 }
             }
+            // A retired project takes no new builds: they wait for a person, who sees which project matched.
+            if candidates
+                .iter()
+                .any(|c| c.project_id == project_id && c.archived)
+            {
+                let route = Route::Queue {
+                    project_id: Some(project_id),
+                    reason: QueueReason::ProjectArchived,
+                };
+                let why = format!(
+                    "project matched by {}, but it is archived; select another project or restore it",
+                    by.describe()
+                );
+                return Ok(Routing::Route(route, why));
+            }
             (project_id, by)
         }
         ProjectMatch::Ambiguous { by, candidates } => {

@@ -35,6 +35,10 @@ pub struct BuildQueue {
     pub release_id: Option<Uuid>,
     /// Uploads already stored, so that a retried one is recognised.
     pub upload_ids: Vec<Uuid>,
+    /// The organization the build was received for: commands from callers of another organization are refused.
+    pub organization_id: Option<Uuid>,
+    /// Why the build waits (or last waited) in the queue: what undoing a rejection restores.
+    pub queue_reason: Option<QueueReason>,
 }
 
 impl Aggregate for BuildQueue {
@@ -111,8 +115,15 @@ impl Aggregate for BuildQueue {
                     .await;
                 }
             }
-            BuildQueueCommand::AssignToRelease { release, at } => {
+            BuildQueueCommand::AssignToRelease {
+                release,
+                project_archived,
+                at,
+            } => {
                 self.require_queued()?;
+                if project_archived {
+                    return Err(BuildQueueError::ProjectArchived);
+                }
                 check_release(&release, self.project_id)?;
                 let event = BuildQueueEvent::BuildAssignedToRelease {
                     release_id: release.release_id,
@@ -151,6 +162,12 @@ impl Aggregate for BuildQueue {
                 };
                 sink.write(event, self).await;
             }
+            command @ (BuildQueueCommand::MoveToRelease { .. }
+            | BuildQueueCommand::ReturnToQueue { .. }
+            | BuildQueueCommand::RestoreRejected { .. }) => {
+                let event = self.decide_correction(command)?;
+                sink.write(event, self).await;
+            }
             BuildQueueCommand::Reject { reason, at } => {
                 self.require_queued()?;
                 let reason = validate_name(&reason).map_err(BuildQueueError::InvalidReason)?;
@@ -166,7 +183,9 @@ impl Aggregate for BuildQueue {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            BuildQueueEvent::BuildReceived { .. } => {}
+            BuildQueueEvent::BuildReceived {
+                organization_id, ..
+            } => self.organization_id = Some(organization_id),
             BuildQueueEvent::BuildCreatedInRelease {
                 release_id,
                 project_id,
@@ -175,12 +194,14 @@ impl Aggregate for BuildQueue {
                 self.project_id = Some(project_id);
                 self.release_id = Some(release_id);
             }
-            BuildQueueEvent::BuildQueued { project_id, .. } => {
+            BuildQueueEvent::BuildQueued { project_id, reason } => {
                 self.status = EntryStatus::Queued;
                 self.project_id = project_id;
+                self.queue_reason = Some(reason);
             }
             BuildQueueEvent::ProjectSelectedForBuild { project_id } => {
                 self.project_id = Some(project_id);
+                self.queue_reason = Some(QueueReason::ProjectSelected);
             }
             BuildQueueEvent::BuildAssignedToRelease {
                 release_id,
@@ -197,6 +218,27 @@ impl Aggregate for BuildQueue {
             }
             BuildQueueEvent::BuildExpired { .. } => self.status = EntryStatus::Expired,
             BuildQueueEvent::WorkItemLinked { .. } => {}
+            BuildQueueEvent::BuildMovedToRelease {
+                release_id,
+                project_id,
+                ..
+            } => {
+                self.release_id = Some(release_id);
+                self.project_id = Some(project_id);
+            }
+            BuildQueueEvent::BuildReturnedToQueue { project_id, .. } => {
+                self.status = EntryStatus::Queued;
+                self.release_id = None;
+                self.project_id = project_id;
+                self.queue_reason = Some(QueueReason::ReturnedToQueue);
+            }
+            BuildQueueEvent::RejectedBuildRestored {
+                project_id, reason, ..
+            } => {
+                self.status = EntryStatus::Queued;
+                self.project_id = project_id;
+                self.queue_reason = Some(reason);
+            }
         }
     }
 }
@@ -243,7 +285,10 @@ impl BuildQueue {
 }
 
 /// A build may only join an active release, and only one of its own project when it has one.
-fn check_release(release: &ReleaseRef, project_id: Option<Uuid>) -> Result<(), BuildQueueError> {
+pub(super) fn check_release(
+    release: &ReleaseRef,
+    project_id: Option<Uuid>,
+) -> Result<(), BuildQueueError> {
     if release.status != ReleaseStatus::Active {
         return Err(BuildQueueError::ReleaseNotActive(release.status));
     }

@@ -179,6 +179,10 @@ pub enum QueueReason {
     SeveralActiveReleases,
     /// A user chose the project; the build now waits for a release.
     ProjectSelected,
+    /// The matched project is archived: it takes no new builds.
+    ProjectArchived,
+    /// A user took the build out of its release; it waits for a project and a release again.
+    ReturnedToQueue,
 }
 
 impl QueueReason {
@@ -190,6 +194,8 @@ impl QueueReason {
             Self::NoActiveRelease => "no_active_release",
             Self::SeveralActiveReleases => "several_active_releases",
             Self::ProjectSelected => "project_selected",
+            Self::ProjectArchived => "project_archived",
+            Self::ReturnedToQueue => "returned_to_queue",
         }
     }
 
@@ -201,6 +207,8 @@ impl QueueReason {
             Self::NoActiveRelease,
             Self::SeveralActiveReleases,
             Self::ProjectSelected,
+            Self::ProjectArchived,
+            Self::ReturnedToQueue,
         ]
         .into_iter()
         .find(|reason| reason.as_str() == value)
@@ -219,11 +227,15 @@ pub enum Route {
     },
 }
 
+/// Where a build is moved, with what the build queue must know of it to decide without I/O: the release (read
+/// from the releases read model) and whether its project is archived (read from the projects read model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub release: ReleaseRef,
+    pub project_archived: bool,
+}
+
 /// What can be asked of a build-queue entry.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "commands are built once and moved once; boxing would only add noise at every call site"
-)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuildQueueCommand {
     /// Records a new build and where it goes; test results that came with it are stored in the same commit.
@@ -244,6 +256,8 @@ pub enum BuildQueueCommand {
     },
     AssignToRelease {
         release: ReleaseRef,
+        /// Whether the release's project is archived (it then takes no builds), read with the release.
+        project_archived: bool,
         at: DateTime<Utc>,
     },
     Reject {
@@ -260,6 +274,22 @@ pub enum BuildQueueCommand {
     /// Applies the project's retention policy: the build leaves the read models; its events stay.
     Expire {
         reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Corrects a mistake: takes a build that is in a release into another active release, of its own project or
+    /// another; its test results, work-item links and pull request go with it.
+    MoveToRelease {
+        destination: Destination,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Corrects a mistake: takes a build out of its release; it is pending again, for a project and a release.
+    ReturnToQueue {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Undoes a rejection: the build is pending again, with the queue reason it had before.
+    RestoreRejected {
         at: DateTime<Utc>,
     },
 }

@@ -34,4 +34,14 @@ pub enum BuildQueueError {
     UploadAlreadyRecorded,
     #[error("test result {index}: title {error}")]
     InvalidTestTitle { index: usize, error: NameError },
+    #[error("reason {0}")]
+    InvalidCorrectionReason(NameError),
+    #[error("the build is not in a release (a queued build is assigned, not moved)")]
+    NotInRelease,
+    #[error("the build is already in release {0}")]
+    AlreadyInRelease(Uuid),
+    #[error("the release's project is archived: it takes no builds")]
+    ProjectArchived,
+    #[error("only a rejected build can be restored")]
+    NotRejected,
 }

@@ -62,6 +62,29 @@ pub enum BuildQueueEvent {
         summary: TestSummary,
         recorded_at: DateTime<Utc>,
     },
+    /// A person moved the build from one release into another (of the same project or another).
+    BuildMovedToRelease {
+        from_release_id: Uuid,
+        from_project_id: Option<Uuid>,
+        release_id: Uuid,
+        project_id: Uuid,
+        reason: String,
+        moved_at: DateTime<Utc>,
+    },
+    /// A person took the build out of its release: it is pending in the queue again.
+    BuildReturnedToQueue {
+        from_release_id: Uuid,
+        /// The project the build keeps as a suggestion (a person may select another).
+        project_id: Option<Uuid>,
+        reason: String,
+        returned_at: DateTime<Utc>,
+    },
+    /// A rejection was undone: the build is pending again with the queue reason it had before.
+    RejectedBuildRestored {
+        project_id: Option<Uuid>,
+        reason: QueueReason,
+        restored_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for BuildQueueEvent {
@@ -76,6 +99,9 @@ impl DomainEvent for BuildQueueEvent {
             Self::TestResultsRecorded { .. } => "TestResultsRecorded",
             Self::BuildExpired { .. } => "BuildExpired",
             Self::WorkItemLinked { .. } => "WorkItemLinked",
+            Self::BuildMovedToRelease { .. } => "BuildMovedToRelease",
+            Self::BuildReturnedToQueue { .. } => "BuildReturnedToQueue",
+            Self::RejectedBuildRestored { .. } => "RejectedBuildRestored",
         }
         .to_owned()
     }

@@ -2,6 +2,7 @@
 
 mod aggregate;
 mod commands;
+mod corrections;
 mod error;
 mod events;
 

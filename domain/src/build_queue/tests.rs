@@ -5,8 +5,8 @@ use cqrs_es::test::TestFramework;
 
 use super::*;
 use crate::build_queue::{
-    BuildDetails, BuildIdentity, BuildSource, PullRequestRef, TestResult, TestResultsUpload,
-    TestStatus, TestSummary,
+    BuildDetails, BuildIdentity, BuildSource, Destination, PullRequestRef, TestResult,
+    TestResultsUpload, TestStatus, TestSummary,
 };
 
 type BuildQueueTest = TestFramework<BuildQueue>;
@@ -80,6 +80,7 @@ fn receive(route: Route) -> BuildQueueCommand {
 fn assign(status: ReleaseStatus, project_id: Uuid) -> BuildQueueCommand {
     BuildQueueCommand::AssignToRelease {
         release: release(status, project_id),
+        project_archived: false,
         at: at(),
     }
 }
@@ -553,4 +554,232 @@ fn a_test_result_is_stored_without_its_absent_fields_and_read_back_either_way() 
         serde_json::from_value::<TestResult>(stored).unwrap(),
         result
     );
+}
+
+const OTHER_RELEASE: Uuid = Uuid::from_u128(5);
+
+fn created_in_release() -> Vec<BuildQueueEvent> {
+    vec![
+        received(),
+        BuildQueueEvent::BuildCreatedInRelease {
+            release_id: RELEASE,
+            project_id: PROJECT,
+        },
+    ]
+}
+
+fn move_to(status: ReleaseStatus, project_archived: bool) -> BuildQueueCommand {
+    BuildQueueCommand::MoveToRelease {
+        destination: Destination {
+            release: ReleaseRef {
+                release_id: OTHER_RELEASE,
+                project_id: OTHER_PROJECT,
+                status,
+            },
+            project_archived,
+        },
+        reason: " wrong project matched ".to_owned(),
+        at: at(),
+    }
+}
+
+fn moved() -> BuildQueueEvent {
+    BuildQueueEvent::BuildMovedToRelease {
+        from_release_id: RELEASE,
+        from_project_id: Some(PROJECT),
+        release_id: OTHER_RELEASE,
+        project_id: OTHER_PROJECT,
+        reason: "wrong project matched".to_owned(),
+        moved_at: at(),
+    }
+}
+
+fn returned() -> BuildQueueEvent {
+    BuildQueueEvent::BuildReturnedToQueue {
+        from_release_id: RELEASE,
+        project_id: Some(PROJECT),
+        reason: "not this release".to_owned(),
+        returned_at: at(),
+    }
+}
+
+fn expired() -> BuildQueueEvent {
+    BuildQueueEvent::BuildExpired {
+        release_id: Some(RELEASE),
+        reason: "older than 30 days".to_owned(),
+        expired_at: at(),
+    }
+}
+
+#[test]
+fn a_build_in_a_release_moves_to_an_active_release_of_another_project_with_its_reason() {
+    // Given a build created straight into a release
+    BuildQueueTest::with(())
+        .given(created_in_release())
+        // When a person moves it into another project's active release
+        .when(move_to(ReleaseStatus::Active, false))
+        // Then the move records both releases, both projects and the reason
+        .then_expect_events(vec![moved()]);
+    // An assigned build moves too.
+    let mut history = queued(Some(PROJECT), QueueReason::NoActiveRelease);
+    history.push(assigned());
+    BuildQueueTest::with(())
+        .given(history)
+        .when(move_to(ReleaseStatus::Active, false))
+        .then_expect_events(vec![moved()]);
+}
+
+#[test]
+fn a_build_moves_only_into_an_active_release_of_a_project_that_is_not_archived() {
+    for status in [ReleaseStatus::Completed, ReleaseStatus::Archived] {
+        BuildQueueTest::with(())
+            .given(created_in_release())
+            .when(move_to(status, false))
+            .then_expect_error(BuildQueueError::ReleaseNotActive(status));
+    }
+    BuildQueueTest::with(())
+        .given(created_in_release())
+        .when(move_to(ReleaseStatus::Active, true))
+        .then_expect_error(BuildQueueError::ProjectArchived);
+    BuildQueueTest::with(())
+        .given(created_in_release())
+        .when(BuildQueueCommand::MoveToRelease {
+            destination: Destination {
+                release: release(ReleaseStatus::Active, PROJECT),
+                project_archived: false,
+            },
+            reason: "again".to_owned(),
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::AlreadyInRelease(RELEASE));
+}
+
+#[test]
+fn a_move_needs_a_reason() {
+    let BuildQueueCommand::MoveToRelease {
+        destination, at, ..
+    } = move_to(ReleaseStatus::Active, false)
+    else {
+        unreachable!()
+    };
+    BuildQueueTest::with(())
+        .given(created_in_release())
+        .when(BuildQueueCommand::MoveToRelease {
+            destination,
+            reason: "  ".to_owned(),
+            at,
+        })
+        .then_expect_error(BuildQueueError::InvalidCorrectionReason(
+            crate::NameError::Empty,
+        ));
+}
+
+#[test]
+fn an_expired_queued_or_rejected_build_cannot_be_moved() {
+    let mut history = created_in_release();
+    history.push(expired());
+    BuildQueueTest::with(())
+        .given(history.clone())
+        .when(move_to(ReleaseStatus::Active, false))
+        .then_expect_error(BuildQueueError::Expired);
+    BuildQueueTest::with(())
+        .given(history)
+        .when(BuildQueueCommand::ReturnToQueue {
+            reason: "x".to_owned(),
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::Expired);
+    BuildQueueTest::with(())
+        .given(queued(None, QueueReason::NoProjectMatched))
+        .when(move_to(ReleaseStatus::Active, false))
+        .then_expect_error(BuildQueueError::NotInRelease);
+    let mut rejected_history = queued(None, QueueReason::NoProjectMatched);
+    rejected_history.push(rejected());
+    BuildQueueTest::with(())
+        .given(rejected_history)
+        .when(move_to(ReleaseStatus::Active, false))
+        .then_expect_error(BuildQueueError::NotInRelease);
+}
+
+#[test]
+fn a_build_returned_to_the_queue_is_pending_again_and_can_be_assigned_elsewhere() {
+    BuildQueueTest::with(())
+        .given(created_in_release())
+        .when(BuildQueueCommand::ReturnToQueue {
+            reason: "not this release".to_owned(),
+            at: at(),
+        })
+        .then_expect_events(vec![returned()]);
+    let mut history = created_in_release();
+    history.push(returned());
+    // It keeps its project as a suggestion: a person selects another, then assigns.
+    BuildQueueTest::with(())
+        .given(history.clone())
+        .when(BuildQueueCommand::SelectProject {
+            project_id: OTHER_PROJECT,
+        })
+        .then_expect_events(vec![BuildQueueEvent::ProjectSelectedForBuild {
+            project_id: OTHER_PROJECT,
+        }]);
+    BuildQueueTest::with(())
+        .given(history.clone())
+        .when(assign(ReleaseStatus::Active, PROJECT))
+        .then_expect_events(vec![assigned()]);
+    // Out of its release, it cannot be returned again.
+    BuildQueueTest::with(())
+        .given(history)
+        .when(BuildQueueCommand::ReturnToQueue {
+            reason: "again".to_owned(),
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::NotInRelease);
+}
+
+#[test]
+fn undoing_a_rejection_restores_the_queue_reason_it_had() {
+    let mut history = queued(Some(PROJECT), QueueReason::SeveralActiveReleases);
+    history.push(rejected());
+    BuildQueueTest::with(())
+        .given(history.clone())
+        .when(BuildQueueCommand::RestoreRejected { at: at() })
+        .then_expect_events(vec![BuildQueueEvent::RejectedBuildRestored {
+            project_id: Some(PROJECT),
+            reason: QueueReason::SeveralActiveReleases,
+            restored_at: at(),
+        }]);
+    history.push(BuildQueueEvent::RejectedBuildRestored {
+        project_id: Some(PROJECT),
+        reason: QueueReason::SeveralActiveReleases,
+        restored_at: at(),
+    });
+    // Pending again: it can be assigned, and it is no longer rejected.
+    BuildQueueTest::with(())
+        .given(history.clone())
+        .when(assign(ReleaseStatus::Active, PROJECT))
+        .then_expect_events(vec![assigned()]);
+    BuildQueueTest::with(())
+        .given(history)
+        .when(BuildQueueCommand::RestoreRejected { at: at() })
+        .then_expect_error(BuildQueueError::NotRejected);
+}
+
+#[test]
+fn the_aggregate_remembers_its_organization() {
+    let mut entry = BuildQueue::default();
+    for event in created_in_release() {
+        cqrs_es::Aggregate::apply(&mut entry, event);
+    }
+    assert_eq!(entry.organization_id, Some(ORG));
+}
+
+#[test]
+fn a_queued_build_is_not_assigned_to_a_release_of_an_archived_project() {
+    BuildQueueTest::with(())
+        .given(queued(Some(PROJECT), QueueReason::ProjectArchived))
+        .when(BuildQueueCommand::AssignToRelease {
+            release: release(ReleaseStatus::Active, PROJECT),
+            project_archived: true,
+            at: at(),
+        })
+        .then_expect_error(BuildQueueError::ProjectArchived);
 }

@@ -18,6 +18,13 @@ pub struct Project {
     pub branch_filters: BranchFilters,
     pub retention: RetentionPolicy,
     pub azure_devops: Option<crate::azure::AzureDevOpsSettings>,
+    /// An archived project matches no new builds and makes no Azure DevOps calls.
+    pub archived: bool,
+    /// Whether the build retention is taken from Azure DevOps.
+    pub retention_sync: bool,
+    /// The last Azure DevOps retention read, and the last failure to read it (cleared by a success).
+    pub azure_retention: Option<super::AzureRetention>,
+    pub azure_retention_error: Option<String>,
 }
 
 impl Aggregate for Project {
@@ -105,6 +112,17 @@ impl Aggregate for Project {
                 sink.write(ProjectEvent::AzureDevOpsConnected { settings }, self)
                     .await;
             }
+            ProjectCommand::ArchiveProject { .. }
+            | ProjectCommand::RestoreProject { .. }
+            | ProjectCommand::SetRetentionSync { .. }
+            | ProjectCommand::RecordAzureRetention { .. } => {
+                if self.project_id.is_none() {
+                    return Err(ProjectError::NotFound);
+                }
+                if let Some(event) = self.decide_lifecycle(command)? {
+                    sink.write(event, self).await;
+                }
+            }
             ProjectCommand::DisconnectAzureDevOps => {
                 if self.project_id.is_none() {
                     return Err(ProjectError::NotFound);
@@ -135,6 +153,16 @@ impl Aggregate for Project {
             ProjectEvent::RetentionPolicyChanged { policy } => self.retention = policy,
             ProjectEvent::AzureDevOpsConnected { settings } => self.azure_devops = Some(settings),
             ProjectEvent::AzureDevOpsDisconnected => self.azure_devops = None,
+            ProjectEvent::ProjectArchived { .. } => self.archived = true,
+            ProjectEvent::ProjectRestored { .. } => self.archived = false,
+            ProjectEvent::RetentionSyncChanged { enabled } => self.retention_sync = enabled,
+            ProjectEvent::AzureRetentionSynced { retention, .. } => {
+                self.azure_retention = Some(retention);
+                self.azure_retention_error = None;
+            }
+            ProjectEvent::AzureRetentionSyncFailed { message, .. } => {
+                self.azure_retention_error = Some(message)
+            }
         }
     }
 }

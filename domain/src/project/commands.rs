@@ -60,4 +60,19 @@ pub enum ProjectCommand {
     },
     /// Stops new work items and statuses; links already made remain.
     DisconnectAzureDevOps,
+    /// Retires the project: it no longer matches new builds and its Azure DevOps calls stop; its releases and
+    /// builds stay readable.
+    ArchiveProject {
+        reason: Option<String>,
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    /// Undoes [`ProjectCommand::ArchiveProject`].
+    RestoreProject { at: chrono::DateTime<chrono::Utc> },
+    /// Takes (or stops taking) the build retention from the connected Azure DevOps project.
+    SetRetentionSync { enabled: bool },
+    /// Records what reading the Azure DevOps retention gave: its values, or why they could not be read.
+    RecordAzureRetention {
+        outcome: Result<super::AzureRetention, String>,
+        at: chrono::DateTime<chrono::Utc>,
+    },
 }

@@ -23,4 +23,12 @@ pub enum ProjectError {
     NotConnected,
     #[error("retention {0} must be at least 1 when set")]
     InvalidRetention(&'static str),
+    #[error("the project is already archived")]
+    AlreadyArchived,
+    #[error("the project is not archived")]
+    NotArchived,
+    #[error("archive reason {0}")]
+    InvalidArchiveReason(NameError),
+    #[error("the project does not sync its retention from Azure DevOps")]
+    RetentionSyncOff,
 }

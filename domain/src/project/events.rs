@@ -28,6 +28,26 @@ pub enum ProjectEvent {
         settings: crate::azure::AzureDevOpsSettings,
     },
     AzureDevOpsDisconnected,
+    ProjectArchived {
+        reason: Option<String>,
+        archived_at: chrono::DateTime<chrono::Utc>,
+    },
+    ProjectRestored {
+        restored_at: chrono::DateTime<chrono::Utc>,
+    },
+    RetentionSyncChanged {
+        enabled: bool,
+    },
+    /// The Azure DevOps retention read by the retention job (or when the sync was turned on) changed.
+    AzureRetentionSynced {
+        retention: super::AzureRetention,
+        synced_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// The Azure DevOps retention could not be read, with Azure DevOps' reason; the last values stay in force.
+    AzureRetentionSyncFailed {
+        message: String,
+        failed_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl DomainEvent for ProjectEvent {
@@ -39,6 +59,11 @@ impl DomainEvent for ProjectEvent {
             Self::RetentionPolicyChanged { .. } => "RetentionPolicyChanged",
             Self::AzureDevOpsConnected { .. } => "AzureDevOpsConnected",
             Self::AzureDevOpsDisconnected => "AzureDevOpsDisconnected",
+            Self::ProjectArchived { .. } => "ProjectArchived",
+            Self::ProjectRestored { .. } => "ProjectRestored",
+            Self::RetentionSyncChanged { .. } => "RetentionSyncChanged",
+            Self::AzureRetentionSynced { .. } => "AzureRetentionSynced",
+            Self::AzureRetentionSyncFailed { .. } => "AzureRetentionSyncFailed",
         }
         .to_owned()
     }

@@ -4,8 +4,11 @@ mod aggregate;
 mod commands;
 mod error;
 mod events;
+mod lifecycle;
+mod retention;
 
 pub use aggregate::*;
 pub use commands::*;
 pub use error::*;
 pub use events::*;
+pub use retention::*;

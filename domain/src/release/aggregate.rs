@@ -61,6 +61,8 @@ pub struct Release {
     pub release_id: Option<Uuid>,
     pub project_id: Option<Uuid>,
     pub status: ReleaseStatus,
+    /// The current name, so that renaming to it records nothing.
+    pub name: Option<String>,
 }
 
 impl Aggregate for Release {
@@ -109,6 +111,27 @@ impl Aggregate for Release {
                 }
                 ReleaseEvent::ReleaseArchived { archived_at: at }
             }
+            ReleaseCommand::RenameRelease { name, at } => {
+                self.require_exists()?;
+                if self.status == ReleaseStatus::Archived {
+                    return Err(ReleaseError::ArchivedIsReadOnly);
+                }
+                let name = validate_name(&name).map_err(ReleaseError::InvalidName)?;
+                if self.name.as_deref() == Some(name.as_str()) {
+                    return Ok(());
+                }
+                ReleaseEvent::ReleaseRenamed {
+                    name,
+                    renamed_at: at,
+                }
+            }
+            ReleaseCommand::ReopenRelease { at } => {
+                self.require_exists()?;
+                if self.status != ReleaseStatus::Completed {
+                    return Err(ReleaseError::NotReopenable(self.status));
+                }
+                ReleaseEvent::ReleaseReopened { reopened_at: at }
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -119,14 +142,18 @@ impl Aggregate for Release {
             ReleaseEvent::ReleaseCreated {
                 release_id,
                 project_id,
+                name,
                 ..
             } => {
                 self.release_id = Some(release_id);
                 self.project_id = Some(project_id);
                 self.status = ReleaseStatus::Active;
+                self.name = Some(name);
             }
             ReleaseEvent::ReleaseCompleted { .. } => self.status = ReleaseStatus::Completed,
             ReleaseEvent::ReleaseArchived { .. } => self.status = ReleaseStatus::Archived,
+            ReleaseEvent::ReleaseRenamed { name, .. } => self.name = Some(name),
+            ReleaseEvent::ReleaseReopened { .. } => self.status = ReleaseStatus::Active,
         }
     }
 }
@@ -233,6 +260,63 @@ mod tests {
             .given_no_previous_events()
             .when(ReleaseCommand::CompleteRelease { at: at() })
             .then_expect_error(ReleaseError::NotFound);
+    }
+
+    #[test]
+    fn a_release_is_renamed_and_an_archived_one_is_not() {
+        // Given an active release / When it is renamed / Then the new name is recorded
+        ReleaseTest::with(())
+            .given(vec![created()])
+            .when(ReleaseCommand::RenameRelease {
+                name: " 2026.12 ".to_owned(),
+                at: at(),
+            })
+            .then_expect_events(vec![ReleaseEvent::ReleaseRenamed {
+                name: "2026.12".to_owned(),
+                renamed_at: at(),
+            }]);
+        // Renaming to the current name records nothing.
+        ReleaseTest::with(())
+            .given(vec![created()])
+            .when(ReleaseCommand::RenameRelease {
+                name: "2026.11".to_owned(),
+                at: at(),
+            })
+            .then_expect_events(vec![]);
+        ReleaseTest::with(())
+            .given(vec![
+                created(),
+                ReleaseEvent::ReleaseCompleted { completed_at: at() },
+                ReleaseEvent::ReleaseArchived { archived_at: at() },
+            ])
+            .when(ReleaseCommand::RenameRelease {
+                name: "later".to_owned(),
+                at: at(),
+            })
+            .then_expect_error(ReleaseError::ArchivedIsReadOnly);
+    }
+
+    #[test]
+    fn a_completed_release_reopens_but_an_active_or_archived_one_does_not() {
+        ReleaseTest::with(())
+            .given(vec![
+                created(),
+                ReleaseEvent::ReleaseCompleted { completed_at: at() },
+            ])
+            .when(ReleaseCommand::ReopenRelease { at: at() })
+            .then_expect_events(vec![ReleaseEvent::ReleaseReopened { reopened_at: at() }]);
+        ReleaseTest::with(())
+            .given(vec![created()])
+            .when(ReleaseCommand::ReopenRelease { at: at() })
+            .then_expect_error(ReleaseError::NotReopenable(ReleaseStatus::Active));
+        ReleaseTest::with(())
+            .given(vec![
+                created(),
+                ReleaseEvent::ReleaseCompleted { completed_at: at() },
+                ReleaseEvent::ReleaseArchived { archived_at: at() },
+            ])
+            .when(ReleaseCommand::ReopenRelease { at: at() })
+            .then_expect_error(ReleaseError::NotReopenable(ReleaseStatus::Archived));
     }
 
     #[test]

@@ -19,4 +19,13 @@ pub enum ReleaseCommand {
     ArchiveRelease {
         at: chrono::DateTime<chrono::Utc>,
     },
+    /// Gives the release another name; an archived release is read-only.
+    RenameRelease {
+        name: String,
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    /// Makes a completed (not archived) release active again, so that builds can join it.
+    ReopenRelease {
+        at: chrono::DateTime<chrono::Utc>,
+    },
 }

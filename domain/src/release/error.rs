@@ -16,4 +16,8 @@ pub enum ReleaseError {
     NotActive(ReleaseStatus),
     #[error("only a completed release can be archived; this one is {0}")]
     NotCompleted(ReleaseStatus),
+    #[error("only a completed release can be reopened; this one is {0}")]
+    NotReopenable(ReleaseStatus),
+    #[error("an archived release cannot be renamed")]
+    ArchivedIsReadOnly,
 }

@@ -21,6 +21,14 @@ pub enum ReleaseEvent {
     ReleaseArchived {
         archived_at: DateTime<Utc>,
     },
+    ReleaseRenamed {
+        name: String,
+        renamed_at: DateTime<Utc>,
+    },
+    /// A completed release is active again.
+    ReleaseReopened {
+        reopened_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for ReleaseEvent {
@@ -29,6 +37,8 @@ impl DomainEvent for ReleaseEvent {
             Self::ReleaseCreated { .. } => "ReleaseCreated",
             Self::ReleaseCompleted { .. } => "ReleaseCompleted",
             Self::ReleaseArchived { .. } => "ReleaseArchived",
+            Self::ReleaseRenamed { .. } => "ReleaseRenamed",
+            Self::ReleaseReopened { .. } => "ReleaseReopened",
         }
         .to_owned()
     }

@@ -151,13 +151,20 @@ pub async fn release_pages(
     ))
 }
 
+/// A live build as the retention job measures it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LiveBuild {
+    pub build_id: Uuid,
+    pub received_at: DateTime<Utc>,
+    pub branch: Option<String>,
+    pub pull_request: bool,
+}
+
 /// A project's live builds, newest first: what the retention job measures against its policy.
-pub async fn of_project(
-    pool: &PgPool,
-    project_id: Uuid,
-) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
+pub async fn of_project(pool: &PgPool, project_id: Uuid) -> Result<Vec<LiveBuild>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT build_id, received_at FROM builds WHERE project_id = $1 ORDER BY received_at DESC, build_id DESC",
+        "SELECT build_id, received_at, branch, pull_request_number IS NOT NULL AS pull_request FROM builds
+         WHERE project_id = $1 ORDER BY received_at DESC, build_id DESC",
     )
     .bind(project_id)
     .fetch_all(pool)

@@ -197,6 +197,48 @@ impl Projector<BuildQueue> for BuildsProjector {
                     .execute(conn)
                     .await?;
             }
+            BuildQueueEvent::BuildMovedToRelease {
+                from_project_id,
+                release_id,
+                project_id,
+                moved_at,
+                ..
+            } => {
+                // The results stay the build's rows (keyed by build), with their work items and pull request.
+                add_to_release(conn, build_id, *release_id, *project_id, *moved_at).await?;
+                if *from_project_id != Some(*project_id) {
+                    crate::azure::carry_work_item_links(conn, build_id, *project_id, *moved_at)
+                        .await?;
+                }
+            }
+            BuildQueueEvent::BuildReturnedToQueue { project_id, .. } => {
+                sqlx::query(
+                    "UPDATE builds SET release_id = NULL, added_to_release_at = NULL, project_id = $2,
+                        queue_status = $3, queue_reason = $4, rejection_reason = NULL, resolved_at = NULL
+                     WHERE build_id = $1",
+                )
+                .bind(build_id)
+                .bind(project_id)
+                .bind(queue_status::PENDING)
+                .bind(QueueReason::ReturnedToQueue.as_str())
+                .execute(conn)
+                .await?;
+            }
+            BuildQueueEvent::RejectedBuildRestored {
+                project_id, reason, ..
+            } => {
+                sqlx::query(
+                    "UPDATE builds SET project_id = $2, queue_status = $3, queue_reason = $4,
+                        rejection_reason = NULL, resolved_at = NULL
+                     WHERE build_id = $1",
+                )
+                .bind(build_id)
+                .bind(project_id)
+                .bind(queue_status::PENDING)
+                .bind(reason.as_str())
+                .execute(conn)
+                .await?;
+            }
             BuildQueueEvent::TestResultsRecorded {
                 results,
                 summary,

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::graphql::types::QueuedBuild;
 use crate::graphql::{parse_id, Resolver};
 
-use super::{load_project, load_release};
+use super::load_project;
 
 /// The queue's assignment actions.
 #[derive(Default)]
@@ -29,10 +29,11 @@ impl QueueMutation {
     ) -> async_graphql::Result<QueuedBuild> {
         let r = Resolver::new(ctx, Scope::BuildsAssign)?;
         let build_id = load_queued_build(&r, parse_id(&id, "id")?).await?;
-        let release = load_release(&r, parse_id(&release_id, "releaseId")?).await?;
+        let destination = super::corrections::destination(&r, &release_id).await?;
         let context = r.command_context();
         let command = BuildQueueCommand::AssignToRelease {
-            release: release.as_ref(),
+            release: destination.release,
+            project_archived: destination.project_archived,
             at: context.at,
         };
         r.state

@@ -46,6 +46,10 @@ pub enum QueueReason {
     SeveralActiveReleases,
     /// A user selected the project; the build waits for a release.
     ProjectSelected,
+    /// The matched project is archived; select another project or restore it.
+    ProjectArchived,
+    /// A user took the build out of its release (`returnBuildToQueue`).
+    ReturnedToQueue,
 }
 
 impl From<DomainQueueReason> for QueueReason {
@@ -56,6 +60,8 @@ impl From<DomainQueueReason> for QueueReason {
             DomainQueueReason::NoActiveRelease => Self::NoActiveRelease,
             DomainQueueReason::SeveralActiveReleases => Self::SeveralActiveReleases,
             DomainQueueReason::ProjectSelected => Self::ProjectSelected,
+            DomainQueueReason::ProjectArchived => Self::ProjectArchived,
+            DomainQueueReason::ReturnedToQueue => Self::ReturnedToQueue,
         }
     }
 }

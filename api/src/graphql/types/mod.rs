@@ -5,6 +5,7 @@ mod deliveries;
 mod keys;
 mod projects;
 mod releases;
+mod retention_sync;
 
 use async_graphql::SimpleObject;
 use chrono::{DateTime, Utc};
@@ -19,6 +20,7 @@ pub use deliveries::*;
 pub use keys::*;
 pub use projects::*;
 pub use releases::*;
+pub use retention_sync::*;
 
 macro_rules! connection_type {
     ($connection:ident, $edge:ident, $node:ty) => {

@@ -61,6 +61,21 @@ impl Project {
             .map_err(ApiError::from)?;
         Ok(row.map(Into::into))
     }
+    /// When the project was archived (it then matches no new builds); null while it is active.
+    async fn archived_at(&self) -> Option<DateTime<Utc>> {
+        self.0.archived_at
+    }
+    async fn archive_reason(&self) -> Option<&str> {
+        self.0.archive_reason.as_deref()
+    }
+    /// The build retention taken from Azure DevOps, if the project syncs it.
+    async fn azure_retention(&self) -> super::AzureRetentionSync {
+        (&self.0).into()
+    }
+    /// The retention rules in force: the project's own over the synced ones.
+    async fn effective_retention(&self) -> super::EffectiveRetention {
+        (&self.0).into()
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
