@@ -223,7 +223,7 @@ pub(crate) async fn carry_work_item_links(
          SELECT DISTINCT ON (title) $2, title, work_item_id, work_item_url, $3 FROM test_results
          WHERE build_id = $1 AND work_item_id IS NOT NULL AND work_item_url IS NOT NULL
          ORDER BY title, ordinal DESC
-         ON CONFLICT (project_id, title) DO NOTHING",
+         ON CONFLICT (project_id, title_md5) DO NOTHING",
     )
     .bind(build_id)
     .bind(project_id)
