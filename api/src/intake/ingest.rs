@@ -1,19 +1,19 @@
 //! `POST /api/v1/results/ingest`: a CI pipeline reports a build and its test results (the spec's
-//! `azure-pipelines.yml` step). The body's schema is in the README.
+//! `azure-pipelines.yml` step), as the JSON body the spec defines or as the report files test runners write (see
+//! `ingest_forms`). Both are described in the README.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use projections::idempotency::{self, Reservation};
 use projections::CommandContext;
 
 use super::deliveries::DeliveryLog;
-use super::ingest_body::parse_body;
+use super::ingest_forms;
 use super::webhook::{body_error, request_id};
 use super::{authenticate_intake, submit, BuildSubmission, IntakeResponse, Outcome};
 use crate::error::{ApiError, FieldError};
@@ -28,18 +28,20 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 pub async fn ingest(
     State(state): State<AppState>,
     client: ClientIp,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut log = DeliveryLog::start("ingest", request_id(&headers));
     log.meta.event_type = Some("results.ingest".to_owned());
-    let result = handle(&state, client, &headers, body, &mut log).await;
+    let result = handle(&state, client, &uri, &headers, body, &mut log).await;
     log.respond(&state, result).await
 }
 
 async fn handle(
     state: &AppState,
     client: ClientIp,
+    uri: &Uri,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     log: &mut DeliveryLog,
@@ -50,11 +52,20 @@ async fn handle(
     log.organization_id = Some(organization_id);
     log.rate = Some(caller.spend(state).await?);
     let idempotency_key = idempotency_key(headers)?;
-    let request_hash = hex::encode(Sha256::digest(&body));
-    let submission = parse_body(&body, organization_id, idempotency_key.as_deref())?;
-    // The body is not needed past this point; a 100,000-result call should not hold it while its events are
+    // The body is moved in and dropped once read: a 100,000-result call should not hold it while its events are
     // written.
-    drop(body);
+    let ingest_forms::Understood {
+        submission,
+        request_hash,
+    } = ingest_forms::read(
+        uri,
+        headers,
+        body,
+        organization_id,
+        idempotency_key.as_deref(),
+        state.limits.ingest_max_bytes,
+    )
+    .await?;
     let context = CommandContext {
         organization_id: Some(organization_id),
         actor: caller.actor,
