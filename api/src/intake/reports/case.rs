@@ -117,13 +117,15 @@ impl Case {
         let error_message = match self.status {
             TestStatus::Passed => None,
             TestStatus::Skipped => join(self.message.take(), detail),
-            TestStatus::Failed => {
-                let headline = self.message.take().unwrap_or_else(|| {
-                    let what = self.outcome.as_deref().unwrap_or("failed");
-                    format!("{what}, with no error message in the report")
-                });
-                join(Some(headline), detail)
-            }
+            // Without a message, the trace (whose first line is usually the exception) speaks for itself;
+            // without either, the message says what the report does say.
+            TestStatus::Failed => match (self.message.take(), detail) {
+                (None, None) => Some(format!(
+                    "{}, with no error message in the report",
+                    self.outcome.as_deref().unwrap_or("failed")
+                )),
+                (message, detail) => join(message, detail),
+            },
         };
         let tester_notes = (self.status == TestStatus::Failed)
             .then(|| self.notes())

@@ -48,7 +48,7 @@ impl Format {
     fn of_root(name: &str) -> Option<Self> {
         Some(match name {
             "testsuites" | "testsuite" => Self::Junit,
-            "test-run" | "test-results" => Self::Nunit,
+            "test-run" | "test-results" | "test-suite" => Self::Nunit,
             "assemblies" | "assembly" => Self::Xunit,
             "TestRun" => Self::Trx,
             _ => return None,

@@ -38,7 +38,11 @@ pub(super) struct Trx<'s, 'a> {
     definition: Option<(String, Option<String>)>,
     target: Target,
     message: Capped,
-    run_error: Option<Case>,
+    /// The run's own outcome (`<ResultSummary outcome>`), and its error messages (`<RunInfo outcome="Error">`).
+    run_outcome: Option<String>,
+    run_computer: Option<String>,
+    run_messages: Capped,
+    in_run_error: bool,
 }
 
 impl<'s, 'a> Trx<'s, 'a> {
@@ -52,7 +56,10 @@ impl<'s, 'a> Trx<'s, 'a> {
             definition: None,
             target: Target::Nothing,
             message: Capped::default(),
-            run_error: None,
+            run_outcome: None,
+            run_computer: None,
+            run_messages: Capped::default(),
+            in_run_error: false,
         }
     }
 }
@@ -121,18 +128,19 @@ impl Handler for Trx<'_, '_> {
                     self.definitions.insert(id, (class, storage));
                 }
             }
+            "ResultSummary" => {
+                self.run_outcome = element.attr("outcome").map(str::to_owned);
+                self.run_computer = None;
+            }
             "RunInfo" => {
-                let outcome = element.attr("outcome").unwrap_or_default();
-                if matches!(outcome, "Error" | "Failed" | "Aborted" | "Timeout") {
-                    let run = self.run_name.as_deref().unwrap_or("test run");
-                    let mut case = Case::new(element.line, format!("{run} (run-level {})", outcome.to_lowercase()));
-                    case.status = TestStatus::Failed;
-                    case.outcome = Some(format!("TRX run information with outcome {outcome}, outside any test"));
-                    case.environment = element.attr("computerName").map(str::to_owned);
-                    self.run_error = Some(case);
+                if element.attr("outcome") == Some("Error") {
+                    self.in_run_error = true;
+                    if self.run_computer.is_none() {
+                        self.run_computer = element.attr("computerName").map(str::to_owned);
+                    }
                 }
             }
-            "Text" if self.run_error.is_some() => self.target = Target::RunInfo,
+            "Text" if self.in_run_error => self.target = Target::RunInfo,
             _ => {}
         }
         Ok(())
@@ -158,16 +166,10 @@ impl Handler for Trx<'_, '_> {
                 self.target = Target::Nothing;
             }
             "Text" if self.target == Target::RunInfo => {
-                if let Some(case) = self.run_error.as_mut() {
-                    case.message = self.message.take();
-                }
+                self.run_messages.push("\n");
                 self.target = Target::Nothing;
             }
-            "RunInfo" => {
-                if let Some(case) = self.run_error.take() {
-                    self.sink.push(case);
-                }
-            }
+            "RunInfo" => self.in_run_error = false,
             "StdOut" | "StdErr" | "StackTrace" => self.target = Target::Nothing,
             _ => {}
         }
@@ -176,7 +178,8 @@ impl Handler for Trx<'_, '_> {
 
     fn text(&mut self, text: &str) {
         match (self.target, self.frames.last_mut()) {
-            (Target::Message | Target::RunInfo, _) => self.message.push(text),
+            (Target::Message, _) => self.message.push(text),
+            (Target::RunInfo, _) => self.run_messages.push(text),
             (Target::Detail, Some(frame)) => frame.case.detail.push(text),
             (Target::Stdout, Some(frame)) => frame.case.stdout.push(text),
             (Target::Stderr, Some(frame)) => frame.case.stderr.push(text),
@@ -192,6 +195,18 @@ impl Handler for Trx<'_, '_> {
                 case.note("class", class.as_deref());
                 case.note("assembly", storage.as_deref());
             }
+            self.sink.push(case);
+        }
+        // The adapters' error lines repeat the failed tests' in a run that finished; in a run that did not
+        // (the test host crashed, the run timed out), they are the only word of what went wrong, so the run
+        // becomes a failed result of its own.
+        if let Some(outcome @ ("Aborted" | "Error" | "Timeout")) = self.run_outcome.as_deref() {
+            let run = self.run_name.as_deref().unwrap_or("test run");
+            let mut case = Case::new(0, format!("{run} (run-level failure)"));
+            case.status = TestStatus::Failed;
+            case.outcome = Some(format!("the TRX run ended {outcome}, outside any test"));
+            case.message = self.run_messages.take();
+            case.environment = self.run_computer.take();
             self.sink.push(case);
         }
     }
