@@ -53,14 +53,24 @@ pub(super) async fn read(
     let query = Query::parse(uri)?;
     if mime == "multipart/form-data" {
         let boundary = multer::parse_boundary(content_type).map_err(|error| {
-            ApiError::BadUserInput(format!("the multipart body has no usable boundary: {error}"))
+            ApiError::BadUserInput(format!(
+                "the multipart body has no usable boundary: {error}"
+            ))
         })?;
         let body = if gzip {
             Bytes::from(decode_all(&body, limit)?)
         } else {
             body
         };
-        return multipart(body, &boundary, query, organization_id, idempotency_key, limit).await;
+        return multipart(
+            body,
+            &boundary,
+            query,
+            organization_id,
+            idempotency_key,
+            limit,
+        )
+        .await;
     }
     let xml = match mime.as_str() {
         "application/json" => false,
@@ -86,7 +96,15 @@ pub(super) async fn read(
     hasher.update(b"report\n");
     query.hash(&mut hasher);
     let mut results = Vec::new();
-    read_report(&body, gzip, limit as u64, query.format, "body", &mut hasher, &mut results)?;
+    read_report(
+        &body,
+        gzip,
+        limit as u64,
+        query.format,
+        "body",
+        &mut hasher,
+        &mut results,
+    )?;
     let submission = from_fields(&query.fields, results, organization_id, idempotency_key)?;
     Ok(Understood {
         submission,
@@ -110,8 +128,9 @@ async fn multipart(
     let mut results = Vec::new();
     let mut budget = limit as u64;
     let mut files = 0usize;
-    let unreadable =
-        |error: multer::Error| ApiError::BadUserInput(format!("the multipart body could not be read: {error}"));
+    let unreadable = |error: multer::Error| {
+        ApiError::BadUserInput(format!("the multipart body could not be read: {error}"))
+    };
     while let Some(part) = parts.next_field().await.map_err(unreadable)? {
         let name = part.name().unwrap_or_default().to_owned();
         let file_name = part.file_name().map(str::to_owned);
@@ -124,7 +143,15 @@ async fn multipart(
         let label = format!("file {}", file_name.as_deref().unwrap_or(&name));
         hasher.update(format!("\n{label}\n").as_bytes());
         let gzip = bytes.starts_with(&[0x1f, 0x8b]);
-        budget -= read_report(&bytes, gzip, budget, query.format, &label, &mut hasher, &mut results)?;
+        budget -= read_report(
+            &bytes,
+            gzip,
+            budget,
+            query.format,
+            &label,
+            &mut hasher,
+            &mut results,
+        )?;
         files += 1;
     }
     if files == 0 {
@@ -153,12 +180,16 @@ fn read_report(
 ) -> Result<u64, ApiError> {
     let limit_bytes = usize::try_from(budget).unwrap_or(usize::MAX);
     let source: Box<dyn BufRead + '_> = if gzip {
-        Box::new(BufReader::with_capacity(GZIP_BUFFER, MultiGzDecoder::new(bytes)))
+        Box::new(BufReader::with_capacity(
+            GZIP_BUFFER,
+            MultiGzDecoder::new(bytes),
+        ))
     } else {
         Box::new(bytes)
     };
     let tracked = Tracked::new(source, budget, hasher);
-    reports::read(tracked, format, label, results).map_err(|error| error.into_api(label, limit_bytes))
+    reports::read(tracked, format, label, results)
+        .map_err(|error| error.into_api(label, limit_bytes))
 }
 
 /// A gzip body decoded whole, for the forms that need their bytes (JSON, multipart); over `limit` is 413.
@@ -167,7 +198,9 @@ fn decode_all(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     MultiGzDecoder::new(body)
         .take(limit as u64 + 1)
         .read_to_end(&mut decoded)
-        .map_err(|error| ApiError::BadUserInput(format!("the body is not a valid gzip stream: {error}")))?;
+        .map_err(|error| {
+            ApiError::BadUserInput(format!("the body is not a valid gzip stream: {error}"))
+        })?;
     if decoded.len() > limit {
         return Err(ApiError::PayloadTooLarge { limit_bytes: limit });
     }
@@ -214,7 +247,8 @@ impl Query {
     fn parse(uri: &Uri) -> Result<Self, ApiError> {
         let mut fields = Map::new();
         let mut format = None;
-        for (key, value) in url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
+        for (key, value) in url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        {
             if key == "format" {
                 format = Some(Format::parse(&value).ok_or_else(|| {
                     ApiError::InvalidFields(vec![FieldError::new(

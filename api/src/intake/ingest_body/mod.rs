@@ -54,7 +54,13 @@ pub(super) fn parse_body(
             "the body must be a JSON object",
         )]));
     };
-    assemble(&object, results, result_problems, organization_id, idempotency_key)
+    assemble(
+        &object,
+        results,
+        result_problems,
+        organization_id,
+        idempotency_key,
+    )
 }
 
 /// A submission from build fields that came as text (query parameters, multipart fields) and results read from

@@ -36,10 +36,7 @@ impl Capped {
     pub(super) fn take(&mut self) -> Option<String> {
         let mut text = std::mem::take(&mut self.text).trim().to_owned();
         if self.cut > 0 {
-            text.push_str(&format!(
-                "\n[… {} more characters cut by Lathe]",
-                self.cut
-            ));
+            text.push_str(&format!("\n[… {} more characters cut by Lathe]", self.cut));
         }
         *self = Self::default();
         Some(text).filter(|t| !t.is_empty())
@@ -177,7 +174,8 @@ pub(super) fn qualified(class: Option<&str>, name: &str) -> String {
 pub(super) fn seconds_to_ms(text: Option<&str>) -> Option<u64> {
     let seconds: f64 = text?.trim().replace(',', "").parse().ok()?;
     let ms = seconds * 1000.0;
-    (ms.is_finite() && (0.0..=input::MAX_DURATION_MS as f64).contains(&ms)).then(|| ms.round() as u64)
+    (ms.is_finite() && (0.0..=input::MAX_DURATION_MS as f64).contains(&ms))
+        .then(|| ms.round() as u64)
 }
 
 fn join(headline: Option<String>, detail: Option<String>) -> Option<String> {

@@ -82,7 +82,9 @@ impl<'s, 'a> Junit<'s, 'a> {
         }
         case.status = TestStatus::Failed;
         case.outcome = Some(match (kind, kind_of) {
-            ("error", Some(t)) => format!("error (JUnit <error> of type {t}: not an assertion failure)"),
+            ("error", Some(t)) => {
+                format!("error (JUnit <error> of type {t}: not an assertion failure)")
+            }
             ("error", None) => "error (JUnit <error>: not an assertion failure)".to_owned(),
             (_, Some(t)) => format!("failure (JUnit <failure> of type {t})"),
             _ => "failure (JUnit <failure>)".to_owned(),

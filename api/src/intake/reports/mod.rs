@@ -19,7 +19,6 @@ use xml::{Events, Handler};
 
 pub(super) use xml::Tracked;
 
-
 /// Most problems with test names listed in one answer.
 const MAX_PROBLEMS: usize = 100;
 

@@ -105,7 +105,10 @@ fn status(element: &Element) -> (TestStatus, Option<String>) {
     let label = element.attr("label");
     let site = element.attr("site");
     if element.attr("executed") == Some("False") && result != "Error" && result != "Failure" {
-        return (TestStatus::Skipped, Some(format!("not executed (NUnit result {result})")));
+        return (
+            TestStatus::Skipped,
+            Some(format!("not executed (NUnit result {result})")),
+        );
     }
     let status = match result {
         "Passed" | "Success" | "Warning" => TestStatus::Passed,
@@ -160,21 +163,19 @@ impl Handler for Nunit<'_, '_> {
                 }
             }
             "test-case" => self.start_case(element),
-            "failure" => {
-                if self.case.is_none() {
-                    if let Some(suite) = self.suites.last_mut() {
-                        let title = format!(
-                            "{} (suite-level failure)",
-                            suite.name.as_deref().unwrap_or("test suite")
-                        );
-                        let mut failure = Case::new(element.line, title);
-                        failure.status = TestStatus::Failed;
-                        failure.outcome = Some(match suite.site.as_deref() {
-                            Some(site) => format!("the suite failed (NUnit site {site})"),
-                            None => "the suite failed".to_owned(),
-                        });
-                        suite.failure = Some(failure);
-                    }
+            "failure" if self.case.is_none() => {
+                if let Some(suite) = self.suites.last_mut() {
+                    let title = format!(
+                        "{} (suite-level failure)",
+                        suite.name.as_deref().unwrap_or("test suite")
+                    );
+                    let mut failure = Case::new(element.line, title);
+                    failure.status = TestStatus::Failed;
+                    failure.outcome = Some(match suite.site.as_deref() {
+                        Some(site) => format!("the suite failed (NUnit site {site})"),
+                        None => "the suite failed".to_owned(),
+                    });
+                    suite.failure = Some(failure);
                 }
             }
             "message" => self.target = Target::Message,

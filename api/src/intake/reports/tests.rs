@@ -52,7 +52,11 @@ fn every_fixture_reads_with_the_counts_its_tool_wrote() {
         ("mstest-pickles.trx", (3, 1, 0)),
     ] {
         let results = parse(&fixture(name), u64::MAX).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-        assert_eq!(counts(&results), expected, "{name}: (passed, failed, skipped)");
+        assert_eq!(
+            counts(&results),
+            expected,
+            "{name}: (passed, failed, skipped)"
+        );
         for result in &results {
             // Every failure says something, and only failures carry notes.
             assert_eq!(
@@ -71,17 +75,33 @@ fn every_fixture_reads_with_the_counts_its_tool_wrote() {
 #[test]
 fn a_doctype_is_refused_before_any_entity_is_read() {
     let error = parse(&fixture("nunit2-xxe.xml"), u64::MAX).unwrap_err();
-    assert!(matches!(&error, ReportError::Refused(m) if m.contains("line 4")), "{error:?}");
+    assert!(
+        matches!(&error, ReportError::Refused(m) if m.contains("line 4")),
+        "{error:?}"
+    );
 }
 
 #[test]
 fn an_undefined_entity_and_malformed_xml_name_their_place() {
-    let error = parse(b"<testsuite>\n  <testcase name=\"a&bomb;\"/>\n</testsuite>", u64::MAX).unwrap_err();
-    assert!(matches!(&error, ReportError::Malformed(m) if m.starts_with("line 2")), "{error:?}");
+    let error = parse(
+        b"<testsuite>\n  <testcase name=\"a&bomb;\"/>\n</testsuite>",
+        u64::MAX,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&error, ReportError::Malformed(m) if m.starts_with("line 2")),
+        "{error:?}"
+    );
     let error = parse(b"<testsuites>\n<testsuite>\n</testsuites>", u64::MAX).unwrap_err();
-    assert!(matches!(&error, ReportError::Malformed(m) if m.starts_with("line 3")), "{error:?}");
+    assert!(
+        matches!(&error, ReportError::Malformed(m) if m.starts_with("line 3")),
+        "{error:?}"
+    );
     let error = parse(b"<html><body/></html>", u64::MAX).unwrap_err();
-    assert!(matches!(&error, ReportError::Invalid(m) if m.contains("<html>")), "{error:?}");
+    assert!(
+        matches!(&error, ReportError::Invalid(m) if m.contains("<html>")),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -100,5 +120,8 @@ fn the_format_named_must_match_the_root() {
         &mut Vec::new(),
     )
     .unwrap_err();
-    assert!(matches!(&error, ReportError::Invalid(m) if m.contains("<TestRun>")), "{error:?}");
+    assert!(
+        matches!(&error, ReportError::Invalid(m) if m.contains("<TestRun>")),
+        "{error:?}"
+    );
 }

@@ -86,7 +86,9 @@ fn duration_ms(text: Option<&str>) -> Option<u64> {
         Some((days, hours)) => days.parse::<f64>().ok()? * 24.0 + hours.parse::<f64>().ok()?,
         None => hours_part.parse().ok()?,
     };
-    super::case::seconds_to_ms(Some(&(hours * 3600.0 + minutes * 60.0 + seconds).to_string()))
+    super::case::seconds_to_ms(Some(
+        &(hours * 3600.0 + minutes * 60.0 + seconds).to_string(),
+    ))
 }
 
 impl Handler for Trx<'_, '_> {
@@ -116,7 +118,8 @@ impl Handler for Trx<'_, '_> {
             "StackTrace" if !self.frames.is_empty() => self.target = Target::Detail,
             "UnitTest" => {
                 if let Some(id) = element.attr("id") {
-                    self.definition = Some((id.to_owned(), element.attr("storage").map(str::to_owned)));
+                    self.definition =
+                        Some((id.to_owned(), element.attr("storage").map(str::to_owned)));
                 }
             }
             "TestMethod" => {
@@ -132,12 +135,10 @@ impl Handler for Trx<'_, '_> {
                 self.run_outcome = element.attr("outcome").map(str::to_owned);
                 self.run_computer = None;
             }
-            "RunInfo" => {
-                if element.attr("outcome") == Some("Error") {
-                    self.in_run_error = true;
-                    if self.run_computer.is_none() {
-                        self.run_computer = element.attr("computerName").map(str::to_owned);
-                    }
+            "RunInfo" if element.attr("outcome") == Some("Error") => {
+                self.in_run_error = true;
+                if self.run_computer.is_none() {
+                    self.run_computer = element.attr("computerName").map(str::to_owned);
                 }
             }
             "Text" if self.in_run_error => self.target = Target::RunInfo,
@@ -160,7 +161,8 @@ impl Handler for Trx<'_, '_> {
                 }
             }
             "Message" => {
-                if let (Some(message), Some(frame)) = (self.message.take(), self.frames.last_mut()) {
+                if let (Some(message), Some(frame)) = (self.message.take(), self.frames.last_mut())
+                {
                     frame.case.message.get_or_insert(message);
                 }
                 self.target = Target::Nothing;

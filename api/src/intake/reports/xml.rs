@@ -83,7 +83,9 @@ impl BufRead for Tracked<'_> {
         if self.read + buffer.len() as u64 > self.limit {
             // Only decoded bytes that exist past the limit get here: a gzip bomb stops at the limit.
             self.exceeded = true;
-            return Err(io::Error::other("the decoded body is over the ingest limit"));
+            return Err(io::Error::other(
+                "the decoded body is over the ingest limit",
+            ));
         }
         Ok(buffer)
     }
@@ -184,7 +186,9 @@ impl<'a> Events<'a> {
                     let start = start.into_owned();
                     return self.element(&start);
                 }
-                Event::Eof => return Err(ReportError::Invalid("the file holds no XML element".into())),
+                Event::Eof => {
+                    return Err(ReportError::Invalid("the file holds no XML element".into()))
+                }
                 Event::DocType(_) => return Err(self.doctype()),
                 _ => {}
             }
