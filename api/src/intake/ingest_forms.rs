@@ -16,7 +16,7 @@ use uuid::Uuid;
 use domain::build_queue::TestResult;
 
 use super::ingest_body::{from_fields, parse_body};
-use super::reports::{self, Format, Tracked};
+use super::reports::{self, Format, ReportError, Tracked};
 use super::BuildSubmission;
 use crate::error::{ApiError, FieldError};
 
@@ -104,7 +104,8 @@ pub(super) async fn read(
         "body",
         &mut hasher,
         &mut results,
-    )?;
+    )
+    .map_err(|error| error.into_api("body", limit))?;
     let submission = from_fields(&query.fields, results, organization_id, idempotency_key)?;
     Ok(Understood {
         submission,
@@ -143,6 +144,7 @@ async fn multipart(
         let label = format!("file {}", file_name.as_deref().unwrap_or(&name));
         hasher.update(format!("\n{label}\n").as_bytes());
         let gzip = bytes.starts_with(&[0x1f, 0x8b]);
+        // The 413 names the call's limit, which all its files share.
         budget -= read_report(
             &bytes,
             gzip,
@@ -151,7 +153,8 @@ async fn multipart(
             &label,
             &mut hasher,
             &mut results,
-        )?;
+        )
+        .map_err(|error| error.into_api(&label, limit))?;
         files += 1;
     }
     if files == 0 {
@@ -177,8 +180,7 @@ fn read_report(
     label: &str,
     hasher: &mut Sha256,
     results: &mut Vec<TestResult>,
-) -> Result<u64, ApiError> {
-    let limit_bytes = usize::try_from(budget).unwrap_or(usize::MAX);
+) -> Result<u64, ReportError> {
     let source: Box<dyn BufRead + '_> = if gzip {
         Box::new(BufReader::with_capacity(
             GZIP_BUFFER,
@@ -187,9 +189,7 @@ fn read_report(
     } else {
         Box::new(bytes)
     };
-    let tracked = Tracked::new(source, budget, hasher);
-    reports::read(tracked, format, label, results)
-        .map_err(|error| error.into_api(label, limit_bytes))
+    reports::read(Tracked::new(source, budget, hasher), format, label, results)
 }
 
 /// A gzip body decoded whole, for the forms that need their bytes (JSON, multipart); over `limit` is 413.

@@ -125,3 +125,14 @@ fn the_format_named_must_match_the_root() {
         "{error:?}"
     );
 }
+
+#[test]
+fn an_element_with_too_many_attributes_is_refused() {
+    let attributes: String = (0..300).map(|n| format!(" a{n}=\"x\"")).collect();
+    let xml = format!("<testsuite>\n<testcase name=\"t\"{attributes}/></testsuite>");
+    let error = parse(xml.as_bytes(), u64::MAX).unwrap_err();
+    assert!(
+        matches!(&error, ReportError::Malformed(m) if m.contains("more than 256 attributes")),
+        "{error:?}"
+    );
+}

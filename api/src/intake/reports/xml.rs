@@ -10,6 +10,10 @@ use sha2::{Digest, Sha256};
 
 use super::ReportError;
 
+/// Most attributes read on one element: real reports write a dozen; quick-xml checks each new one against those
+/// before it, so the count is bounded to keep that check cheap.
+const MAX_ATTRIBUTES: usize = 256;
+
 /// Deepest element nesting read: real reports nest suites a dozen levels at most, and the driver keeps one name
 /// per level.
 const MAX_DEPTH: usize = 256;
@@ -197,79 +201,97 @@ impl<'a> Events<'a> {
 
     /// Feeds every event after the root's start to `handler`, until the root ends and the file with it.
     pub(super) fn run(&mut self, handler: &mut dyn Handler) -> Result<(), ReportError> {
-        loop {
-            self.buffer.clear();
-            let event = match self.reader.read_event_into(&mut self.buffer) {
-                Ok(event) => event.into_owned(),
-                Err(error) => return Err(self.malformed(&error.to_string())),
-            };
-            match event {
-                Event::Start(start) => {
-                    if self.stack.len() >= MAX_DEPTH {
-                        return Err(self.malformed(&format!(
-                            "elements are nested more than {MAX_DEPTH} deep"
-                        )));
-                    }
-                    let element = self.element(&start)?;
-                    handler.start(&element)?;
-                    self.stack.push(element.name);
-                }
-                Event::Empty(start) => {
-                    let element = self.element(&start)?;
-                    handler.start(&element)?;
-                    handler.end(&element.name)?;
-                }
-                Event::End(_) => {
-                    if let Some(name) = self.stack.pop() {
-                        handler.end(&name)?;
-                    }
-                }
-                Event::Text(text) => {
-                    let text = text
-                        .decode()
-                        .map_err(|error| self.malformed(&error.to_string()))?;
-                    if !self.stack.is_empty() {
-                        handler.text(&text);
-                    } else if !text.trim().is_empty() {
-                        return Err(self.malformed("text after the root element"));
-                    }
-                }
-                Event::CData(data) => {
-                    let text = data
-                        .decode()
-                        .map_err(|error| self.malformed(&error.to_string()))?;
-                    handler.text(&text);
-                }
-                Event::GeneralRef(reference) => {
-                    let character = match reference.resolve_char_ref() {
-                        Ok(Some(character)) => character,
-                        Ok(None) => {
-                            let name = reference
-                                .decode()
-                                .map_err(|error| self.malformed(&error.to_string()))?;
-                            predefined(&name).ok_or_else(|| {
-                                self.malformed(&format!(
-                                    "the entity &{name}; is not defined (no DTD is read; only &lt; &gt; &amp; \
-                                     &apos; &quot; and character references are)"
-                                ))
-                            })?
-                        }
-                        Err(error) => return Err(self.malformed(&error.to_string())),
-                    };
-                    handler.text(character.encode_utf8(&mut [0; 4]));
-                }
-                Event::Eof => {
-                    if let Some(open) = self.stack.last() {
-                        return Err(self.malformed(&format!(
-                            "the file ends inside <{open}> (is it cut off?)"
-                        )));
-                    }
-                    return Ok(());
-                }
-                Event::DocType(_) => return Err(self.doctype()),
-                _ => {}
+        // The buffer is taken out of `self` while an event borrows it, so that errors can read the position.
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let result = loop {
+            buffer.clear();
+            match self.step(&mut buffer, handler) {
+                Ok(true) => continue,
+                Ok(false) => break Ok(()),
+                Err(error) => break Err(error),
             }
+        };
+        self.buffer = buffer;
+        result
+    }
+
+    /// Reads and hands on one event; `Ok(false)` at the end of the file.
+    fn step(
+        &mut self,
+        buffer: &mut Vec<u8>,
+        handler: &mut dyn Handler,
+    ) -> Result<bool, ReportError> {
+        let event = match self.reader.read_event_into(buffer) {
+            Ok(event) => event,
+            Err(error) => return Err(self.malformed(&error.to_string())),
+        };
+        match event {
+            Event::Start(start) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(
+                        self.malformed(&format!("elements are nested more than {MAX_DEPTH} deep"))
+                    );
+                }
+                let element = self.element(&start)?;
+                handler.start(&element)?;
+                self.stack.push(element.name);
+            }
+            Event::Empty(start) => {
+                let element = self.element(&start)?;
+                handler.start(&element)?;
+                handler.end(&element.name)?;
+            }
+            Event::End(_) => {
+                if let Some(name) = self.stack.pop() {
+                    handler.end(&name)?;
+                }
+            }
+            Event::Text(text) => {
+                let text = text
+                    .decode()
+                    .map_err(|error| self.malformed(&error.to_string()))?;
+                if !self.stack.is_empty() {
+                    handler.text(&text);
+                } else if !text.trim().is_empty() {
+                    return Err(self.malformed("text after the root element"));
+                }
+            }
+            Event::CData(data) => {
+                let text = data
+                    .decode()
+                    .map_err(|error| self.malformed(&error.to_string()))?;
+                handler.text(&text);
+            }
+            Event::GeneralRef(reference) => {
+                let character = match reference.resolve_char_ref() {
+                    Ok(Some(character)) => character,
+                    Ok(None) => {
+                        let name = reference
+                            .decode()
+                            .map_err(|error| self.malformed(&error.to_string()))?;
+                        predefined(&name).ok_or_else(|| {
+                            self.malformed(&format!(
+                                "the entity &{name}; is not defined (no DTD is read; only &lt; &gt; &amp; \
+                                 &apos; &quot; and character references are)"
+                            ))
+                        })?
+                    }
+                    Err(error) => return Err(self.malformed(&error.to_string())),
+                };
+                handler.text(character.encode_utf8(&mut [0; 4]));
+            }
+            Event::Eof => {
+                if let Some(open) = self.stack.last() {
+                    return Err(
+                        self.malformed(&format!("the file ends inside <{open}> (is it cut off?)"))
+                    );
+                }
+                return Ok(false);
+            }
+            Event::DocType(_) => return Err(self.doctype()),
+            _ => {}
         }
+        Ok(true)
     }
 
     /// Declarations, comments and processing instructions pass; a DOCTYPE is refused: a report needs no DTD, and
@@ -285,7 +307,12 @@ impl<'a> Events<'a> {
     fn element(&self, start: &BytesStart<'_>) -> Result<Element, ReportError> {
         let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
         let mut attributes = Vec::new();
-        for attribute in start.attributes() {
+        for (count, attribute) in start.attributes().enumerate() {
+            if count == MAX_ATTRIBUTES {
+                return Err(self.malformed(&format!(
+                    "<{name}> has more than {MAX_ATTRIBUTES} attributes"
+                )));
+            }
             let attribute = attribute.map_err(|error| self.malformed(&error.to_string()))?;
             let key = String::from_utf8_lossy(attribute.key.local_name().as_ref()).into_owned();
             let value = attribute.unescape_value().map_err(|error| {
