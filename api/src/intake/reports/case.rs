@@ -91,9 +91,9 @@ impl Case {
     /// The stored result, or why its title cannot be stored (named by the report and line).
     ///
     /// A failed result always has an error message: the format's message, else whatever is known (the outcome,
-    /// the exception type, the first line of the trace). Notes (suite, class, file, outcome, output) are kept for
-    /// failed results only: a reader of a failure needs them, and 100,000 passing tests would store them for
-    /// nobody.
+    /// the exception type, the first line of the trace). Notes (suite, class, file, outcome, output) and the
+    /// environment (the host it ran on) are kept for failed results only: a reader of a failure needs them, and
+    /// 100,000 passing tests would store them for nobody (and hold them in memory while they are written).
     pub(super) fn finish(mut self, label: &str) -> Result<TestResult, FieldError> {
         let title = input::TEST_TITLE
             .apply(self.title.trim())
@@ -138,6 +138,7 @@ impl Case {
             tester_notes: tester_notes.map(|text| cleaned(&text, TOOL_OUTPUT)),
             environment: self
                 .environment
+                .filter(|_| self.status == TestStatus::Failed)
                 .map(|text| cleaned(&text, input::TOOL_OUTPUT_SHORT)),
         })
     }
