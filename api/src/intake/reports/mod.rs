@@ -4,6 +4,7 @@
 mod case;
 mod junit;
 mod nunit;
+mod source;
 mod trx;
 mod xml;
 mod xunit;
@@ -17,7 +18,7 @@ use crate::error::{ApiError, FieldError};
 use case::Case;
 use xml::{Events, Handler};
 
-pub(super) use xml::Tracked;
+pub(super) use source::Tracked;
 
 /// Most problems with test names listed in one answer.
 const MAX_PROBLEMS: usize = 100;
