@@ -5,7 +5,7 @@
 #
 # Builds the service and the load generator (release), creates a fresh database on the local PostgreSQL, starts
 # `lathe serve` on a free loopback port, measures the pgbench ceiling in that database, drives the service over
-# HTTP with bench/loadgen, runs `lathe replay` over 1,000,000 events when this build has it, and prints a table
+# HTTP with bench/loadgen (JSON and JUnit XML ingest), runs `lathe replay` over 1,000,000 events when this build has it, and prints a table
 # with PASS/FAIL per target. It stops by itself (every step has a request count and a time limit) and always
 # kills the service and drops its databases. Results and logs are kept in target/bench/<time>/.
 # See docs/PERFORMANCE.md for what each figure means and the last recorded run.
@@ -258,6 +258,22 @@ for n in 10000 100000; do
     phase_end "ingest one $(thousands $n)-result call" 1 "ingest-$n"
 done
 
+# ---- 2x. results ingest as JUnit XML files (the same results, as a report file in the body) ----------------------
+before=$(count_results)
+log "ingest JUnit XML: $INGEST_CALLS files of $INGEST_RESULTS test cases, $INGEST_CONCURRENCY connections"
+phase_begin
+loadgen junit --concurrency "$INGEST_CONCURRENCY" --requests "$INGEST_CALLS" --duration 120 --expect '"outcome"' \
+    junit --results "$INGEST_RESULTS"
+phase_end "JUnit XML 1,000-case files, $INGEST_CONCURRENCY connections" "$(field junit .requests)" junit
+STORED_XML=$(($(count_results) - before))
+JUNIT_RESULTS_PER_S=$(calc "$STORED_XML / $(field junit .elapsed_s)")
+log "  results stored: $(thousands "$STORED_XML") ($(thousands "$JUNIT_RESULTS_PER_S")/s)"
+log "ingest JUnit XML: one file of 100,000 test cases"
+phase_begin
+loadgen junit-100000 --concurrency 1 --requests 1 --duration 120 --timeout 120 --expect '"outcome"' \
+    junit --results 100000
+phase_end "JUnit XML one 100,000-case file" 1 junit-100000
+
 # ---- 5. memory: the service's peak RSS over the whole run ----------------------------------------------------------
 PEAK_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVICE_PID/status")
 log "service peak RSS (VmHWM): $((PEAK_KB / 1024)) MB; stopping the service"
@@ -317,6 +333,7 @@ W_P99=$(field webhook-rate .latency_ms.p99)
 Q_P50=$(field queue .latency_ms.p50)
 I10=$(calc "$(field ingest-10000 .latency_ms.max) / 1000")
 I100=$(calc "$(field ingest-100000 .latency_ms.max) / 1000")
+X100=$(calc "$(field junit-100000 .latency_ms.max) / 1000")
 case $REPLAY_STATUS in
     ran) R_MEASURED="$(thousands "$REPLAY_RATE") events/s"; R_X=$(x_tps "$REPLAY_RATE")
          R_VERDICT=$(verdict "$REPLAY_RATE >= 50000") ;;
@@ -357,6 +374,8 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':(exclude)benc
     echo "| 2 | Ingest, $INGEST_CALLS calls × $INGEST_RESULTS results, $INGEST_CONCURRENCY connections | $(thousands "$INGEST_RESULTS_PER_S") results/s | $(x_tps "$INGEST_RESULTS_PER_S") | ≥ 100,000 results/s | $(verdict "$INGEST_RESULTS_PER_S >= 100000" "$(field ingest .errors)") |"
     echo "| 2 | Ingest, one call of 10,000 results | $(fixed "$I10" 2) s | $(x_lat "$I10 * 1000") | < 1 s | $(verdict "$I10 < 1" "$(field ingest-10000 .errors)") |"
     echo "| 2 | Ingest, one call of 100,000 results | $(fixed "$I100" 2) s | $(x_lat "$I100 * 1000") | < 10 s | $(verdict "$I100 < 10" "$(field ingest-100000 .errors)") |"
+    echo "| 2x | Ingest JUnit XML, $INGEST_CALLS files × $INGEST_RESULTS cases, $INGEST_CONCURRENCY connections | $(thousands "$JUNIT_RESULTS_PER_S") results/s | $(x_tps "$JUNIT_RESULTS_PER_S") | ≥ 100,000 results/s | $(verdict "$JUNIT_RESULTS_PER_S >= 100000" "$(field junit .errors)") |"
+    echo "| 2x | Ingest JUnit XML, one file of 100,000 cases ($(thousands "$(field junit-100000 .body_bytes)") bytes) | $(fixed "$X100" 2) s | $(x_lat "$X100 * 1000") | < 10 s | $(verdict "$X100 < 10" "$(field junit-100000 .errors)") |"
     echo "| 3 | \`buildQueue(first: 20)\` p50, $(thousands "$PENDING") pending, 1 connection, client-side on loopback | $(fixed "$Q_P50" 2) ms | $(x_lat "$Q_P50") | < 5 ms | $(verdict "$Q_P50 < 5 && $PENDING >= $QUEUE_ENTRIES && $EDGES == 20" "$(field queue .errors)") |"
     echo "| 4 | \`lathe replay\`, $(thousands "${REPLAY_N:-$REPLAY_EVENTS}") events (synthetic seed) | $R_MEASURED | $R_X | ≥ 50,000 events/s | $R_VERDICT |"
     echo "| 5 | Service peak RSS (VmHWM) over the whole run | $((PEAK_KB / 1024)) MB | — | < 150 MB | $(verdict "$PEAK_KB < 150 * 1024") |"
@@ -364,7 +383,8 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':(exclude)benc
     echo "Other percentiles: webhook closed loop p50 $(fixed "$(field webhook .latency_ms.p50)") / p99 $(fixed "$(field webhook .latency_ms.p99)") ms;" \
         "at $RATE/s p50 $(fixed "$(field webhook-rate .latency_ms.p50)") / p99.9 $(fixed "$(field webhook-rate .latency_ms.p999)") ms" \
         "(requests over 50 ms by second of the phase: $(jq -c '.over_50ms_by_second // {}' "$OUT/webhook-rate.json"));" \
-        "queue p99 $(fixed "$(field queue .latency_ms.p99)" 2) ms; ingest 1,000-result call p50 $(fixed "$(field ingest .latency_ms.p50)") / p99 $(fixed "$(field ingest .latency_ms.p99)") ms." \
+        "queue p99 $(fixed "$(field queue .latency_ms.p99)" 2) ms; ingest 1,000-result call p50 $(fixed "$(field ingest .latency_ms.p50)") / p99 $(fixed "$(field ingest .latency_ms.p99)") ms;" \
+        "JUnit XML 1,000-case file ($(thousands "$(field junit .body_bytes)") bytes) p50 $(fixed "$(field junit .latency_ms.p50)") / p99 $(fixed "$(field junit .latency_ms.p99)") ms." \
         "Replay: $REPLAY_NOTE"
     echo
     echo "| Phase (diagnostics) | Requests | Wall | Service CPU | PostgreSQL CPU | Loadgen CPU | Other CPU | Machine busy (of 200 %) | Writing transactions / request | WAL KB / request | Service RSS peak so far |"

@@ -16,6 +16,7 @@ mod process;
 mod projects;
 mod queue;
 mod releases;
+mod reports;
 mod rules;
 mod schema;
 mod support;

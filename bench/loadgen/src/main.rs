@@ -6,6 +6,7 @@
 //!     webhook --template tests/fixtures/azure-devops/build.complete.msdocs-2022.json --first-id 1
 //! loadgen … --rate 400 --duration 20 webhook …          # open loop at a fixed rate
 //! loadgen … --concurrency 8 --requests 200 ingest --results 1000
+//! loadgen … --concurrency 4 --requests 300 junit --results 1000       # JUnit XML bodies
 //! loadgen … --concurrency 1 --requests 2000 graphql --query '{ buildQueue(first: 20) { … } }'
 //! ```
 //!
@@ -75,6 +76,11 @@ enum WorkloadArg {
         #[arg(long, default_value_t = 1000)]
         results: usize,
     },
+    /// Results-ingest calls, each a new build with one JUnit XML file of this many test cases as the body.
+    Junit {
+        #[arg(long, default_value_t = 1000)]
+        results: usize,
+    },
     /// One GraphQL query, again and again.
     Graphql {
         #[arg(long)]
@@ -89,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             ("webhook", Workload::webhook(template, *first_id)?)
         }
         WorkloadArg::Ingest { results } => ("ingest", Workload::ingest(*results)),
+        WorkloadArg::Junit { results } => ("junit", Workload::junit(*results)),
         WorkloadArg::Graphql { query } => ("graphql", Workload::graphql(query)),
     };
     let client = reqwest::Client::builder()
