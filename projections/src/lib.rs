@@ -13,6 +13,7 @@ pub mod deliveries;
 pub mod housekeeping;
 pub mod idempotency;
 pub mod jobs;
+pub mod live;
 pub mod organizations;
 pub mod outbox;
 mod projector;

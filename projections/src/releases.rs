@@ -133,7 +133,7 @@ impl ReleaseRow {
     }
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "release_id, organization_id, project_id, name, status, build_count, created_at, completed_at, archived_at";
 
 /// Finds one release of an organization.

@@ -46,7 +46,7 @@ pub struct BuildRow {
     pub tests_skipped: i64,
 }
 
-const COLUMNS: &str = "build_id, organization_id, source, build_name, project_id, branch, commit_sha, \
+pub(crate) const COLUMNS: &str = "build_id, organization_id, source, build_name, project_id, branch, commit_sha, \
     pull_request_number, pull_request_repository_id, url, result, received_at, queue_status, queue_reason, \
     rejection_reason, resolved_at, release_id, added_to_release_at, tests_total, tests_passed, tests_failed, \
     tests_skipped";

@@ -1,0 +1,225 @@
+//! The process's listener: turns PostgreSQL notifications of committed transactions into [`Change`]s.
+//!
+//! LISTEN/NOTIFY rather than polling the event store's global order: a notification is sent only when its
+//! transaction commits and notifications arrive in commit order in every session, which is the promise the
+//! subscriptions make, at the latency of one round trip. Polling the global order would wait for every older
+//! transaction to end (`pg_snapshot_xmin`), so one long transaction anywhere would hold every subscriber back, and
+//! would cost a query per interval per process when nothing happens. The events themselves are still read from
+//! the event store (by the notified transaction id), so a payload never has to carry them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgNotification};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use domain::api_key::ApiKey;
+use domain::build_queue::BuildQueue;
+use domain::release::Release;
+use projections::live;
+
+use super::{Change, Live};
+use cqrs_es::Aggregate;
+
+/// Most notifications read into one batch (one query for their events, one for each kind of row).
+const BATCH: usize = 256;
+/// The queue statuses this process remembers, to tell a subscriber what a build left.
+const REMEMBERED_STATUSES: u64 = 100_000;
+
+/// Starts the listener; it runs as long as the process, reconnecting after a lost connection (and telling every
+/// subscriber it may have missed changes).
+pub fn spawn(live: Arc<Live>, pool: PgPool) {
+    tokio::spawn(async move {
+        let statuses = moka::future::Cache::new(REMEMBERED_STATUSES);
+        let mut first = true;
+        loop {
+            match listen(&live, &pool, &statuses, &mut first).await {
+                Ok(()) => tracing::warn!("the live listener lost its connection; reconnecting"),
+                Err(error) => tracing::warn!(error = %error, "the live listener failed; reconnecting"),
+            }
+            live.publish_missed();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+}
+
+type Statuses = moka::future::Cache<Uuid, Option<String>>;
+
+async fn listen(
+    live: &Live,
+    pool: &PgPool,
+    statuses: &Statuses,
+    first: &mut bool,
+) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.eager_reconnect(false);
+    listener
+        .listen_all([live::EVENTS_CHANNEL, live::DELIVERIES_CHANNEL])
+        .await?;
+    if !std::mem::take(first) {
+        // Changes committed while no connection listened were not heard.
+        live.publish_missed();
+    }
+    while let Some(notification) = listener.try_recv().await? {
+        let mut batch = vec![notification];
+        while batch.len() < BATCH {
+            match listener.next_buffered() {
+                Some(next) => batch.push(next),
+                None => break,
+            }
+        }
+        if let Err(error) = publish_batch(live, pool, statuses, &batch).await {
+            // The changes of this batch cannot be read: subscribers are told to refetch rather than left stale.
+            tracing::error!(error = %error, "live changes could not be read");
+            live.publish_missed();
+        }
+    }
+    Ok(())
+}
+
+async fn publish_batch(
+    live: &Live,
+    pool: &PgPool,
+    statuses: &Statuses,
+    batch: &[PgNotification],
+) -> Result<(), sqlx::Error> {
+    let mut transactions = Vec::new();
+    let mut delivery_ids = Vec::new();
+    for notification in batch {
+        if notification.channel() == live::EVENTS_CHANNEL {
+            transactions.push(notification.payload().to_owned());
+        } else {
+            delivery_ids.extend(
+                notification
+                    .payload()
+                    .split(',')
+                    .filter_map(|id| id.parse::<Uuid>().ok()),
+            );
+        }
+    }
+    if !transactions.is_empty() {
+        publish_events(live, pool, statuses, &transactions).await?;
+    }
+    if !delivery_ids.is_empty() {
+        for row in live::deliveries(pool, &delivery_ids).await? {
+            if let Some(organization_id) = row.organization_id {
+                live.publish(organization_id, Arc::new(Change::Delivery(row)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a batch of events changed, in the order of each object's first event.
+enum Changed {
+    Build(Uuid),
+    Release(Uuid),
+}
+
+async fn publish_events(
+    live: &Live,
+    pool: &PgPool,
+    statuses: &Statuses,
+    transactions: &[String],
+) -> Result<(), sqlx::Error> {
+    let events = live::events_of(pool, transactions).await?;
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    let mut received = HashSet::new();
+    for event in &events {
+        let Ok(id) = event.aggregate_id.parse::<Uuid>() else {
+            continue;
+        };
+        match event.aggregate_type.as_str() {
+            BuildQueue::TYPE => {
+                // The first event of a build's stream: it was in no queue before.
+                if event.event_type == "BuildReceived" {
+                    received.insert(id);
+                }
+                if seen.insert(id) {
+                    order.push(Changed::Build(id));
+                }
+            }
+            Release::TYPE => {
+                if seen.insert(id) {
+                    order.push(Changed::Release(id));
+                }
+            }
+            ApiKey::TYPE => live.key_changed(id),
+            _ => {}
+        }
+    }
+    if order.is_empty() {
+        return Ok(());
+    }
+    let build_ids: Vec<Uuid> = order
+        .iter()
+        .filter_map(|changed| match changed {
+            Changed::Build(id) => Some(*id),
+            Changed::Release(_) => None,
+        })
+        .collect();
+    let builds: HashMap<Uuid, _> = if build_ids.is_empty() {
+        HashMap::new()
+    } else {
+        live::builds(pool, &build_ids)
+            .await?
+            .into_iter()
+            .map(|row| (row.build_id, row))
+            .collect()
+    };
+    // A build that joined a release changes the release too (its build count, its builds).
+    let mut release_ids: Vec<Uuid> = order
+        .iter()
+        .filter_map(|changed| match changed {
+            Changed::Release(id) => Some(*id),
+            Changed::Build(_) => None,
+        })
+        .collect();
+    release_ids.extend(builds.values().filter_map(|row| row.release_id));
+    release_ids.sort_unstable();
+    release_ids.dedup();
+    let mut releases: HashMap<Uuid, _> = if release_ids.is_empty() {
+        HashMap::new()
+    } else {
+        live::releases(pool, &release_ids)
+            .await?
+            .into_iter()
+            .map(|row| (row.release_id, row))
+            .collect()
+    };
+    for changed in order {
+        match changed {
+            Changed::Build(id) => {
+                let Some(build) = builds.get(&id) else {
+                    continue;
+                };
+                let previous_status = if received.contains(&id) {
+                    Some(None)
+                } else {
+                    statuses.get(&id).await
+                };
+                statuses.insert(id, build.queue_status.clone()).await;
+                let release = build.release_id.and_then(|id| releases.remove(&id));
+                live.publish(
+                    build.organization_id,
+                    Arc::new(Change::Queue {
+                        build: build.clone(),
+                        previous_status,
+                    }),
+                );
+                if let Some(release) = release {
+                    live.publish(release.organization_id, Arc::new(Change::Release(release)));
+                }
+            }
+            Changed::Release(id) => {
+                if let Some(release) = releases.remove(&id) {
+                    live.publish(release.organization_id, Arc::new(Change::Release(release)));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! What the live subscriptions read: the events a notified transaction appended, and the current rows of what they
+//! changed. The notifications themselves come from triggers (migration `live_notifications`).
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::builds::BuildRow;
+use crate::deliveries::DeliveryRow;
+use crate::releases::ReleaseRow;
+
+/// The channel on which every transaction that appends events notifies its transaction id.
+pub const EVENTS_CHANNEL: &str = "lathe_events";
+/// The channel on which the delivery log notifies the ids of the rows it wrote (comma-separated).
+pub const DELIVERIES_CHANNEL: &str = "lathe_deliveries";
+
+/// One appended event, as much of it as a subscription needs to decide who is told.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AppendedEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub organization_id: Option<Uuid>,
+}
+
+/// The events of committed transactions, transaction by transaction in the order given, each transaction's in
+/// append order. One statement for a whole batch of notifications.
+pub async fn events_of(
+    pool: &PgPool,
+    transaction_ids: &[String],
+) -> Result<Vec<AppendedEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT e.aggregate_type, e.aggregate_id, e.event_type, e.organization_id
+         FROM unnest($1::text[]) WITH ORDINALITY AS t(transaction_id, ordinal)
+         JOIN events e ON e.transaction_id = t.transaction_id::xid8
+         ORDER BY t.ordinal, e.position",
+    )
+    .bind(transaction_ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// The current rows of builds, in no particular order.
+pub async fn builds(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<BuildRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {} FROM builds WHERE build_id = ANY($1)",
+        crate::builds::COLUMNS
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// The current rows of releases, in no particular order.
+pub async fn releases(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {} FROM releases WHERE release_id = ANY($1)",
+        crate::releases::COLUMNS
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// Delivery-log rows, in the order of `ids`.
+pub async fn deliveries(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT d.delivery_id, d.organization_id, d.received_at, d.source, d.event_type, d.outcome, d.http_status,
+            d.message, d.build_id, d.queued_build_id, d.subscription_id, d.notification_id, d.event_id,
+            d.request_id
+         FROM unnest($1::uuid[]) WITH ORDINALITY AS t(delivery_id, ordinal)
+         JOIN deliveries d ON d.delivery_id = t.delivery_id
+         ORDER BY t.ordinal",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
