@@ -17,6 +17,7 @@ mod queue;
 mod releases;
 mod rules;
 mod schema;
+mod subscriptions;
 mod support;
 mod transport;
 mod webhook;
