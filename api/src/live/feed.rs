@@ -53,7 +53,11 @@ async fn listen(
     statuses: &Statuses,
     first: &mut bool,
 ) -> Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+    // A connection of its own, not one of the pool's: it is held for as long as the process runs.
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut listener = PgListener::connect_with(&own).await?;
     listener.eager_reconnect(false);
     listener
         .listen_all([live::EVENTS_CHANNEL, live::DELIVERIES_CHANNEL])
