@@ -62,12 +62,12 @@ pub fn build_schema(state: AppState) -> LatheSchema {
         subscription::Subscription,
     )
     .data(state)
-        .extension(text_guard::TextGuard)
-        .extension(budget)
-        // Deep enough for the introspection query of GraphiQL and code generators (13 levels); what a request
-        // reads is bounded by the budget, not by its depth.
-        .limit_depth(16)
-        .finish()
+    .extension(text_guard::TextGuard)
+    .extension(budget)
+    // Deep enough for the introspection query of GraphiQL and code generators (13 levels); what a request
+    // reads is bounded by the budget, not by its depth.
+    .limit_depth(16)
+    .finish()
 }
 
 /// The SDL the server serves; `schema.graphql` at the repository root must equal it.

@@ -92,13 +92,10 @@ where
     let r = Resolver::new(ctx, Scope::BuildsRead)?;
     let live = &ctx.data_unchecked::<crate::state::AppState>().live;
     let (receiver, ticket) = live.open(r.organization_id(), r.principal.api_key_id)?;
-    let stream = futures::stream::unfold(
-        (receiver, ticket),
-        |(mut receiver, ticket)| async move {
-            let item = receiver.recv().await;
-            Some((item, (receiver, ticket)))
-        },
-    )
+    let stream = futures::stream::unfold((receiver, ticket), |(mut receiver, ticket)| async move {
+        let item = receiver.recv().await;
+        Some((item, (receiver, ticket)))
+    })
     .take_while(|item| std::future::ready(!matches!(item, Err(RecvError::Closed))))
     .filter_map(move |item| {
         let message = match item {

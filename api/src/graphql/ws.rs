@@ -23,6 +23,7 @@ use sqlx::PgPool;
 
 use projections::api_keys;
 
+use super::budget::ResponseBytes;
 use super::{loaders, Caller, LatheSchema};
 use crate::auth::{authenticate_key, bearer_token, Principal};
 use crate::error::ApiError;
@@ -172,7 +173,8 @@ impl Connection {
         };
         let executor = LiveExecutor {
             schema: self.schema.clone(),
-            pool: self.state.pool.clone(),
+            state: self.state.clone(),
+            principal: principal.clone(),
         };
         let mut protocol_stream =
             async_graphql::http::WebSocket::new(executor, incoming, self.protocol)
@@ -306,20 +308,76 @@ async fn init_key(state: &AppState, payload: &serde_json::Value) -> Result<Princ
     }
 }
 
-/// The schema with what every operation of a connection needs: fresh loaders per operation, and errors coded as
-/// on `POST /graphql`.
+/// The schema with what every operation of a connection needs: the key's rate limit spent once per operation (as
+/// one request on `POST /graphql`), fresh loaders and the answer's byte budget per operation (per message of a
+/// subscription), and errors coded as on `POST /graphql`.
 #[derive(Clone)]
 struct LiveExecutor {
     schema: LatheSchema,
-    pool: PgPool,
+    state: AppState,
+    principal: Arc<Mutex<Option<Principal>>>,
+}
+
+impl LiveExecutor {
+    /// Spends one request of the connection's key; the refusal as an answer.
+    async fn charge(&self) -> Result<(), async_graphql::Response> {
+        let Some(principal) = self.principal.lock().expect("principal").clone() else {
+            // No key yet: every resolver refuses on its own.
+            return Ok(());
+        };
+        let bucket = crate::rate_limit::Bucket::ApiKey(principal.api_key_id);
+        crate::rate_limit::spend_and_note(
+            &self.state,
+            bucket,
+            principal.rate_limit_per_minute,
+            Some(principal.api_key_id),
+        )
+        .await
+        .map(drop)
+        .map_err(|error| {
+            let error = async_graphql::Error::new_with_source(error)
+                .into_server_error(async_graphql::Pos::default());
+            let mut response = async_graphql::Response::from_errors(vec![error]);
+            super::code_errors(&mut response);
+            response
+        })
+    }
+
+    fn request(
+        &self,
+        request: async_graphql::Request,
+    ) -> (async_graphql::Request, Arc<ResponseBytes>) {
+        let bytes = Arc::new(ResponseBytes::new(
+            self.state.limits.graphql_max_response_bytes,
+        ));
+        let request = request
+            .data(loaders::for_request(self.state.pool.clone()))
+            .data(bytes.clone());
+        (request, bytes)
+    }
+}
+
+/// The response in place of one that grew over the byte budget, coded.
+fn finish(mut response: async_graphql::Response, bytes: &ResponseBytes) -> async_graphql::Response {
+    if bytes.exceeded() {
+        response = async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+            bytes.message(),
+            None,
+        )]);
+    }
+    bytes.reset();
+    super::code_errors(&mut response);
+    response
 }
 
 impl Executor for LiveExecutor {
     async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
-        let request = request.data(loaders::for_request(self.pool.clone()));
-        let mut response = self.schema.execute(request).await;
-        super::code_errors(&mut response);
-        response
+        if let Err(refused) = self.charge().await {
+            return refused;
+        }
+        let (request, bytes) = self.request(request);
+        let response = self.schema.execute(request).await;
+        finish(response, &bytes)
     }
 
     fn execute_stream(
@@ -327,13 +385,18 @@ impl Executor for LiveExecutor {
         request: async_graphql::Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, async_graphql::Response> {
-        let request = request.data(loaders::for_request(self.pool.clone()));
-        self.schema
-            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-            .map(|mut response| {
-                super::code_errors(&mut response);
-                response
-            })
-            .boxed()
+        let this = self.clone();
+        futures::stream::once(async move {
+            if let Err(refused) = this.charge().await {
+                return futures::stream::iter([refused]).boxed();
+            }
+            let (request, bytes) = this.request(request);
+            this.schema
+                .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+                .map(move |response| finish(response, &bytes))
+                .boxed()
+        })
+        .flatten()
+        .boxed()
     }
 }

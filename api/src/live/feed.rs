@@ -37,7 +37,9 @@ pub fn spawn(live: Arc<Live>, pool: PgPool) {
         loop {
             match listen(&live, &pool, &statuses, &mut first).await {
                 Ok(()) => tracing::warn!("the live listener lost its connection; reconnecting"),
-                Err(error) => tracing::warn!(error = %error, "the live listener failed; reconnecting"),
+                Err(error) => {
+                    tracing::warn!(error = %error, "the live listener failed; reconnecting")
+                }
             }
             live.publish_missed();
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -146,11 +148,7 @@ async fn publish_events(
                     order.push(Changed::Build(id));
                 }
             }
-            Release::TYPE => {
-                if seen.insert(id) {
-                    order.push(Changed::Release(id));
-                }
-            }
+            Release::TYPE if seen.insert(id) => order.push(Changed::Release(id)),
             ApiKey::TYPE => live.key_changed(id),
             _ => {}
         }
