@@ -14,6 +14,7 @@ mod integration;
 mod process;
 mod projects;
 mod queue;
+mod relay;
 mod releases;
 mod rules;
 mod schema;

@@ -6,6 +6,8 @@ mod budget;
 mod cursor;
 pub(crate) mod loaders;
 mod mutation;
+mod node;
+mod paging;
 mod query;
 mod subscription;
 mod text_guard;
@@ -33,7 +35,12 @@ pub use query::QueryRoot;
 /// Every query: the dashboards' and the auditors'.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct Query(QueryRoot, audit::AuditQuery, azure::AzureQuery);
+pub struct Query(
+    QueryRoot,
+    audit::AuditQuery,
+    azure::AzureQuery,
+    node::NodeQuery,
+);
 
 /// Every mutation.
 #[derive(async_graphql::MergedObject, Default)]
