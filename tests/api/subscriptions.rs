@@ -645,3 +645,21 @@ async fn each_operation_on_a_socket_spends_the_keys_rate_limit() {
         "{payload}"
     );
 }
+
+#[tokio::test]
+async fn a_key_that_expires_while_connected_closes_its_socket() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let data = app
+        .graphql_ok(
+            &org.key,
+            "mutation($at: DateTime) { createApiKey(input: {name: \"brief\", scopes: [\"builds:read\"], expiresAt: $at}) { key } }",
+            json!({ "at": expires_at.to_rfc3339() }),
+        )
+        .await;
+    let key = data["createApiKey"]["key"].as_str().unwrap();
+    let mut socket = Socket::open(&app.address, key).await;
+    socket.subscribe("d", DELIVERIES, json!({})).await;
+    assert_eq!(socket.close_code().await, 4403);
+}
