@@ -102,6 +102,10 @@ pub async fn handler(
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(state.limits.graphql_max_body_bytes)
+        // tungstenite's 128 KiB default buffers would be most of an idle connection's memory; the buffers grow
+        // for a larger message and messages are flushed one at a time.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| async move {
             Connection {
                 state,
