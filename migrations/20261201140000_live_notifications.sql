@@ -15,15 +15,16 @@ $$;
 CREATE TRIGGER events_notify AFTER INSERT ON events
     FOR EACH STATEMENT EXECUTE FUNCTION notify_events_appended();
 
--- The delivery log: the ids of the rows of an organization (deliveries nobody could be identified for are shown
--- to no one), at most 200 to a notification (a payload holds less than 8,000 bytes).
+-- The delivery log: `organization_id:delivery_id` of the rows of an organization (deliveries nobody could be
+-- identified for are shown to no one), comma-separated, at most 100 to a notification (a payload holds less than
+-- 8,000 bytes), so that a process reads only the rows of organizations it has subscribers for.
 CREATE FUNCTION notify_deliveries_recorded() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     chunk text;
 BEGIN
     FOR chunk IN
-        SELECT string_agg(delivery_id::text, ',')
-        FROM (SELECT delivery_id, (row_number() OVER () - 1) / 200 AS part
+        SELECT string_agg(organization_id::text || ':' || delivery_id::text, ',')
+        FROM (SELECT organization_id, delivery_id, (row_number() OVER () - 1) / 100 AS part
               FROM new_rows WHERE organization_id IS NOT NULL) numbered
         GROUP BY part ORDER BY part
     LOOP

@@ -10,7 +10,7 @@ use crate::releases::ReleaseRow;
 
 /// The channel on which every transaction that appends events notifies its transaction id.
 pub const EVENTS_CHANNEL: &str = "lathe_events";
-/// The channel on which the delivery log notifies the ids of the rows it wrote (comma-separated).
+/// The channel on which the delivery log notifies the rows it wrote (`organization_id:delivery_id`, comma-separated).
 pub const DELIVERIES_CHANNEL: &str = "lathe_deliveries";
 
 /// One appended event, as much of it as a subscription needs to decide who is told.
@@ -22,19 +22,23 @@ pub struct AppendedEvent {
     pub organization_id: Option<Uuid>,
 }
 
-/// The events of committed transactions, transaction by transaction in the order given, each transaction's in
-/// append order. One statement for a whole batch of notifications.
+/// The events of committed transactions that belong to one of `organizations` or to an API key, transaction by
+/// transaction in the order given, each transaction's in append order. One statement for a whole batch of
+/// notifications.
 pub async fn events_of(
     pool: &PgPool,
     transaction_ids: &[String],
+    organizations: &[Uuid],
 ) -> Result<Vec<AppendedEvent>, sqlx::Error> {
     sqlx::query_as(
         "SELECT e.aggregate_type, e.aggregate_id, e.event_type, e.organization_id
          FROM unnest($1::text[]) WITH ORDINALITY AS t(transaction_id, ordinal)
          JOIN events e ON e.transaction_id = t.transaction_id::xid8
+         WHERE e.organization_id = ANY($2) OR e.aggregate_type = 'ApiKey'
          ORDER BY t.ordinal, e.position",
     )
     .bind(transaction_ids)
+    .bind(organizations)
     .fetch_all(pool)
     .await
 }

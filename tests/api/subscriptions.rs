@@ -663,3 +663,38 @@ async fn a_key_that_expires_while_connected_closes_its_socket() {
     socket.subscribe("d", DELIVERIES, json!({})).await;
     assert_eq!(socket.close_code().await, 4403);
 }
+
+#[tokio::test]
+async fn the_legacy_graphql_ws_subprotocol_is_spoken_too() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let url = format!("{}/graphql/ws", app.address.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-ws".parse().unwrap());
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "graphql-ws");
+    let mut socket = Socket { ws };
+    socket
+        .send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {}", org.key)}}))
+        .await;
+    socket.expect_ack().await;
+    socket
+        .send(json!({"id": "1", "type": "start", "payload": {"query": DELIVERIES}}))
+        .await;
+    wait_for_subscriptions(&app.address, 1).await;
+    deliver(&app.address, &org.key, 5).await;
+    loop {
+        let Received::Message(message) = socket.receive().await else {
+            panic!("the connection closed");
+        };
+        if message["type"] == "data" {
+            assert_eq!(
+                message["payload"]["data"]["deliveryRecorded"]["outcome"],
+                "queued"
+            );
+            break;
+        }
+    }
+}

@@ -74,24 +74,22 @@ pub async fn handler(
             .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(5u32));
         return response;
     };
-    let from_header = match headers.get(header::AUTHORIZATION) {
-        None => None,
-        Some(value) => {
-            let key = bearer_token(Some(value.to_str().unwrap_or_default()));
-            let principal = match key {
-                Ok(Some(key)) => authenticate_key(&state, key).await,
-                Ok(None) => unreachable!("a header was given"),
-                Err(error) => Err(error),
-            };
-            match principal {
-                Ok(principal) => Some(principal),
-                Err(error @ ApiError::Internal(_)) => return error.into_response(),
-                Err(refused) => {
-                    return match state.unauthenticated.spend(client.0).await {
-                        Err(limited) => limited.into_response(),
-                        Ok(()) => refused.into_response(),
-                    }
-                }
+    let header_key = headers
+        .get(header::AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or_default());
+    let principal = match bearer_token(header_key) {
+        Ok(None) => Ok(None),
+        Ok(Some(key)) => authenticate_key(&state, key).await.map(Some),
+        Err(error) => Err(error),
+    };
+    let from_header = match principal {
+        Ok(principal) => principal,
+        Err(error @ ApiError::Internal(_)) => return error.into_response(),
+        // Refused before upgrading, and charged to the client address as on `POST /graphql`.
+        Err(refused) => {
+            return match state.unauthenticated.spend(client.0).await {
+                Err(limited) => limited.into_response(),
+                Ok(()) => refused.into_response(),
             }
         }
     };
@@ -190,6 +188,8 @@ impl Connection {
         let init_deadline = tokio::time::sleep(self.limits.init_timeout);
         tokio::pin!(init_deadline);
         let mut ping = tokio::time::interval(self.limits.ping_interval);
+        // Ticks missed before the acknowledgement (or while a send waited) are not made up in a burst.
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         let mut keys = self.state.live.key_changes();
         let mut acknowledged = false;

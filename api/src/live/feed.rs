@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgNotification};
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use domain::api_key::ApiKey;
@@ -23,19 +24,24 @@ use projections::live;
 use super::{Change, Live};
 use cqrs_es::Aggregate;
 
-/// Most notifications read into one batch (one query for their events, one for each kind of row).
+/// Most notifications handled as one batch (one query for their events, one for each kind of row).
 const BATCH: usize = 256;
+/// Notifications waiting for the handler at most; past it they are dropped and subscribers told they missed
+/// changes. The listener itself never stops reading: PostgreSQL keeps unread notifications in a queue shared by
+/// every session, and a full queue would fail every notifying commit.
+const WAITING: usize = 65_536;
 /// The queue statuses this process remembers, to tell a subscriber what a build left.
 const REMEMBERED_STATUSES: u64 = 100_000;
 
 /// Starts the listener; it runs as long as the process, reconnecting after a lost connection (and telling every
 /// subscriber it may have missed changes).
 pub fn spawn(live: Arc<Live>, pool: PgPool) {
+    let (sender, receiver) = mpsc::channel(WAITING);
+    tokio::spawn(handle(live.clone(), pool.clone(), receiver));
     tokio::spawn(async move {
-        let statuses = moka::future::Cache::new(REMEMBERED_STATUSES);
         let mut first = true;
         loop {
-            match listen(&live, &pool, &statuses, &mut first).await {
+            match listen(&live, &pool, &sender, &mut first).await {
                 Ok(()) => tracing::warn!("the live listener lost its connection; reconnecting"),
                 Err(error) => {
                     tracing::warn!(error = %error, "the live listener failed; reconnecting")
@@ -49,10 +55,11 @@ pub fn spawn(live: Arc<Live>, pool: PgPool) {
 
 type Statuses = moka::future::Cache<Uuid, Option<String>>;
 
+/// Reads notifications as fast as they come and hands them on.
 async fn listen(
     live: &Live,
     pool: &PgPool,
-    statuses: &Statuses,
+    sender: &mpsc::Sender<PgNotification>,
     first: &mut bool,
 ) -> Result<(), sqlx::Error> {
     // A connection of its own, not one of the pool's: it is held for as long as the process runs.
@@ -69,20 +76,31 @@ async fn listen(
         live.publish_missed();
     }
     while let Some(notification) = listener.try_recv().await? {
-        let mut batch = vec![notification];
-        while batch.len() < BATCH {
-            match listener.next_buffered() {
-                Some(next) => batch.push(next),
-                None => break,
-            }
-        }
-        if let Err(error) = publish_batch(live, pool, statuses, &batch).await {
-            // The changes of this batch cannot be read: subscribers are told to refetch rather than left stale.
-            tracing::error!(error = %error, "live changes could not be read");
+        if sender.try_send(notification).is_err() {
+            tracing::warn!(
+                "live changes arrive faster than they can be read; subscribers are told to refetch"
+            );
             live.publish_missed();
         }
     }
     Ok(())
+}
+
+/// Handles what the listener received, every waiting notification at once.
+async fn handle(live: Arc<Live>, pool: PgPool, mut receiver: mpsc::Receiver<PgNotification>) {
+    let statuses = moka::future::Cache::new(REMEMBERED_STATUSES);
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        // Nobody connected: nothing to read (the common case on a process that serves only the intake).
+        if !live.is_idle() {
+            if let Err(error) = publish_batch(&live, &pool, &statuses, &batch).await {
+                // The changes of this batch cannot be read: subscribers are told to refetch rather than left stale.
+                tracing::error!(error = %error, "live changes could not be read");
+                live.publish_missed();
+            }
+        }
+        batch.clear();
+    }
 }
 
 async fn publish_batch(
@@ -91,22 +109,25 @@ async fn publish_batch(
     statuses: &Statuses,
     batch: &[PgNotification],
 ) -> Result<(), sqlx::Error> {
+    let organizations = live.organizations();
     let mut transactions = Vec::new();
     let mut delivery_ids = Vec::new();
     for notification in batch {
         if notification.channel() == live::EVENTS_CHANNEL {
             transactions.push(notification.payload().to_owned());
         } else {
-            delivery_ids.extend(
-                notification
-                    .payload()
-                    .split(',')
-                    .filter_map(|id| id.parse::<Uuid>().ok()),
-            );
+            delivery_ids.extend(notification.payload().split(',').filter_map(|pair| {
+                let (organization, delivery) = pair.split_once(':')?;
+                let organization = organization.parse::<Uuid>().ok()?;
+                organizations
+                    .contains(&organization)
+                    .then(|| delivery.parse::<Uuid>().ok())
+                    .flatten()
+            }));
         }
     }
     if !transactions.is_empty() {
-        publish_events(live, pool, statuses, &transactions).await?;
+        publish_events(live, pool, statuses, &transactions, &organizations).await?;
     }
     if !delivery_ids.is_empty() {
         for row in live::deliveries(pool, &delivery_ids).await? {
@@ -129,8 +150,9 @@ async fn publish_events(
     pool: &PgPool,
     statuses: &Statuses,
     transactions: &[String],
+    organizations: &[Uuid],
 ) -> Result<(), sqlx::Error> {
-    let events = live::events_of(pool, transactions).await?;
+    let events = live::events_of(pool, transactions, organizations).await?;
     let mut order = Vec::new();
     let mut seen = HashSet::new();
     let mut received = HashSet::new();

@@ -127,6 +127,21 @@ impl Live {
         Ok((sender.subscribe(), ticket))
     }
 
+    /// The organizations this process has subscribers for: the only ones whose changes are read.
+    fn organizations(&self) -> Vec<Uuid> {
+        self.channels
+            .lock()
+            .expect("live channels")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Whether no WebSocket connection is open in this process: then there is nobody to tell anything.
+    fn is_idle(&self) -> bool {
+        self.connections.available_permits() == self.limits.connections
+    }
+
     /// Key changes, for the connections to check their key.
     pub fn key_changes(&self) -> broadcast::Receiver<Uuid> {
         self.keys.subscribe()
