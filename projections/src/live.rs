@@ -31,11 +31,13 @@ pub async fn events_of(
     organizations: &[Uuid],
 ) -> Result<Vec<AppendedEvent>, sqlx::Error> {
     sqlx::query_as(
+        // `= ANY` of an array, not a join with `unnest`: the planner, not knowing the array's length, would hash
+        // the whole table for a join (measured: PostgreSQL's CPU doubled under the webhook).
         "SELECT e.aggregate_type, e.aggregate_id, e.event_type, e.organization_id
-         FROM unnest($1::text[]) WITH ORDINALITY AS t(transaction_id, ordinal)
-         JOIN events e ON e.transaction_id = t.transaction_id::xid8
-         WHERE e.organization_id = ANY($2) OR e.aggregate_type = 'ApiKey'
-         ORDER BY t.ordinal, e.position",
+         FROM events e
+         WHERE e.transaction_id = ANY($1::text[]::xid8[])
+           AND (e.organization_id = ANY($2) OR e.aggregate_type = 'ApiKey')
+         ORDER BY array_position($1::text[], e.transaction_id::text), e.position",
     )
     .bind(transaction_ids)
     .bind(organizations)
@@ -68,12 +70,11 @@ pub async fn releases(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<ReleaseRow>, sq
 /// Delivery-log rows, in the order of `ids`.
 pub async fn deliveries(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT d.delivery_id, d.organization_id, d.received_at, d.source, d.event_type, d.outcome, d.http_status,
-            d.message, d.build_id, d.queued_build_id, d.subscription_id, d.notification_id, d.event_id,
-            d.request_id
-         FROM unnest($1::uuid[]) WITH ORDINALITY AS t(delivery_id, ordinal)
-         JOIN deliveries d ON d.delivery_id = t.delivery_id
-         ORDER BY t.ordinal",
+        "SELECT delivery_id, organization_id, received_at, source, event_type, outcome, http_status, message,
+            build_id, queued_build_id, subscription_id, notification_id, event_id, request_id
+         FROM deliveries
+         WHERE delivery_id = ANY($1)
+         ORDER BY array_position($1, delivery_id)",
     )
     .bind(ids)
     .fetch_all(pool)
