@@ -16,6 +16,9 @@
 #   BENCH_CONCURRENCY=32         connections of the webhook phase and clients of the pgbench ceiling
 #   BENCH_CEILING_SECONDS=20     BENCH_RATE_SECONDS=20   BENCH_QUEUE_READS=2000
 #   BENCH_INGEST_CALLS=300       BENCH_INGEST_CONCURRENCY=4
+#   BENCH_SUB_IDLE=990 BENCH_SUB_ACTIVE=10 BENCH_SUB_SECONDS=20   the subscription figure (6)
+#   BENCH_ONLY_SUBSCRIPTIONS=1   only the webhook throughput phase and the subscription figure (with BENCH_QUEUE_ENTRIES
+#                                small, a quick look at figure 6)
 #   BENCH_SKIP_BUILD=1           use the binaries already in $CARGO_TARGET_DIR/release
 #   BENCH_SEED_REPLAY=always     seed the replay database even when `lathe replay` is missing (tests the seed)
 #   BENCH_STRICT=1               exit 1 when a target fails
@@ -34,6 +37,10 @@ QUEUE_READS=${BENCH_QUEUE_READS:-2000}
 INGEST_CALLS=${BENCH_INGEST_CALLS:-300}
 INGEST_CONCURRENCY=${BENCH_INGEST_CONCURRENCY:-4}
 INGEST_RESULTS=1000
+SUB_IDLE=${BENCH_SUB_IDLE:-990}
+SUB_ACTIVE=${BENCH_SUB_ACTIVE:-10}
+SUB_SECONDS=${BENCH_SUB_SECONDS:-20}
+ONLY_SUBSCRIPTIONS=${BENCH_ONLY_SUBSCRIPTIONS:-}
 WEBHOOK_MAX_SECONDS=420   # the throughput phase stops here even if not every delivery was sent
 STEP_TIMEOUT=300          # seeding, replay
 
@@ -91,6 +98,7 @@ cleanup() {
         kill -TERM $(ps -o pid= --ppid "$CHILD_PID" 2>/dev/null) "$CHILD_PID" 2>/dev/null || true
         wait "$CHILD_PID" 2>/dev/null || true
     fi
+    [[ -z ${SUB_PID:-} ]] || kill -TERM "$SUB_PID" 2>/dev/null || true
     stop_service
     local dropped="databases dropped"
     for db in "$DB" "$REPLAY_DB"; do
@@ -153,6 +161,61 @@ loadgen() { # name, then loadgen arguments
             first_error}' "$OUT/$name.json" | sed "s/^/[bench]   $name: /" >&2
 }
 field() { jq -r "$2" "$OUT/$1.json"; }
+
+# ---- 6. subscriptions: SUB_IDLE + SUB_ACTIVE open while the webhook runs ------------------------------------------
+# Idle subscriptions belong to ten organizations that receive no builds (dashboards of other tenants); active ones
+# tail the delivery log of the organization the webhook delivers to and time each message. Throughput is compared
+# closed loop, without and then with the subscriptions, for the same time; latency at half the measured rate.
+subscribers() { # name, then loadgen subscribers arguments; runs in the background, writes $OUT/name.json
+    local name=$1; shift
+    rm -f "$OUT/$name.ready"
+    "$LOADGEN" --url "$URL" --threads 1 subscribers --ready-file "$OUT/$name.ready" "$@" >"$OUT/$name.json" 2>"$OUT/$name.log" &
+    SUB_PID=$!
+    for _ in $(seq 600); do
+        [[ -f $OUT/$name.ready ]] && return 0
+        kill -0 "$SUB_PID" 2>/dev/null || die "loadgen $name exited (see $OUT/$name.log)"
+        sleep 0.1
+    done
+    die "loadgen $name did not open its subscriptions in 60 s"
+}
+subscription_figure() {
+    local keys="" n
+    for n in $(seq 10); do
+        keys+="${keys:+,}$(DATABASE_URL=$(db_url "$DB") "$LATHE" org create --name "Idle $n" --json 2>>"$OUT/cli.log" | jq -r .apiKey)"
+    done
+    # Memory first, while no subscription has been opened yet in this process.
+    log "subscriptions: latency at $RATE deliveries/s for $RATE_SECONDS s, memory per idle subscription"
+    subscribers sub-latency --duration $((RATE_SECONDS + 8)) --active "$SUB_ACTIVE" --idle "$SUB_IDLE" \
+        --idle-keys "$keys" --service-pid "$SERVICE_PID"
+    loadgen sub-rate --rate "$RATE" --requests $((RATE * RATE_SECONDS)) --duration $((RATE_SECONDS + 5)) \
+        --expect '"outcome":"queued"' webhook --template "$FIXTURE" --first-id 40000001
+    wait "$SUB_PID" || die "loadgen sub-latency failed (see $OUT/sub-latency.log)"
+    jq -c . "$OUT/sub-latency.json" | sed "s/^/[bench]   sub-latency: /" >&2
+    log "subscriptions: webhook $CONCURRENCY connections for $SUB_SECONDS s without subscribers"
+    loadgen sub-without --concurrency "$CONCURRENCY" --duration "$SUB_SECONDS" --expect '"outcome":"queued"' \
+        webhook --template "$FIXTURE" --first-id 20000001
+    log "subscriptions: the same with $SUB_IDLE idle + $SUB_ACTIVE active subscriptions"
+    subscribers sub-throughput --duration $((SUB_SECONDS + 10)) --active "$SUB_ACTIVE" --idle "$SUB_IDLE" \
+        --idle-keys "$keys"
+    phase_begin
+    loadgen sub-with --concurrency "$CONCURRENCY" --duration "$SUB_SECONDS" --expect '"outcome":"queued"' \
+        webhook --template "$FIXTURE" --first-id 30000001
+    phase_end "webhook, $CONCURRENCY connections, $((SUB_IDLE + SUB_ACTIVE)) subscriptions" "$(field sub-with .requests)" sub-with
+    wait "$SUB_PID" || die "loadgen sub-throughput failed (see $OUT/sub-throughput.log)"
+}
+
+verdict() { # ok-condition (awk expression), errors
+    if [[ ${2:-0} != 0 ]]; then echo "FAIL (errors)"; elif awk "BEGIN { exit !($1) }"; then echo PASS; else echo FAIL; fi
+}
+subscription_rows() { # the three rows of figure 6
+    S_P99=$(field sub-latency .latency_ms.p99)
+    S_WITH=$(field sub-with .ok_rps); S_WITHOUT=$(field sub-without .ok_rps)
+    S_KB=$(field sub-latency .kb_per_idle_subscription)
+    S_ERRORS=$(( $(field sub-with .errors) + $(field sub-rate .errors) + $(field sub-latency .missed) ))
+    echo "| 6 | Receipt → message p99, $SUB_ACTIVE of $((SUB_IDLE + SUB_ACTIVE)) subscriptions, webhook at $RATE/s ($(thousands "$(field sub-latency .messages)") messages) | $(fixed "$S_P99") ms | — | < 100 ms | $(verdict "$S_P99 < 100" "$S_ERRORS") |"
+    echo "| 6 | Webhook throughput with those subscriptions open, vs without ($(thousands "$S_WITHOUT")/s, ${SUB_SECONDS} s each) | $(thousands "$S_WITH") deliveries/s | $(fixed "$(calc "100 * $S_WITH / $S_WITHOUT")" 0) % | ≥ 90 % | $(verdict "$S_WITH >= 0.9 * $S_WITHOUT" "$(field sub-with .errors)") |"
+    echo "| 6 | Service memory per idle subscription (RSS before/after opening $SUB_IDLE) | $(fixed "$S_KB") KB | — | < 50 KB | $(verdict "$S_KB < 50") |"
+}
 
 # ---- build -----------------------------------------------------------------------------------------------------
 if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
@@ -220,6 +283,14 @@ WEBHOOK_RPS=$(field webhook .ok_rps)
 PENDING=$(sql "SET search_path = read, public; SELECT count(*) FROM builds WHERE queue_status = 'pending'" | tail -1)
 log "  pending queue entries: $(thousands "$PENDING")"
 
+if [[ $ONLY_SUBSCRIPTIONS == 1 ]]; then
+    RATE=$(awk -v r="$WEBHOOK_RPS" 'BEGIN { printf "%d", r / 2 }'); ((RATE >= 1)) || RATE=1
+    subscription_figure
+    { echo "| # | Figure | Measured | vs | Target | Result |"; echo "|---|---|---|---|---|---|"; subscription_rows; } \
+        | tee "$OUT/table.md"
+    exit 0
+fi
+
 # ---- 3. queue reads: first page of buildQueue, one connection, client-side latency on loopback -------------------
 QUERY='{ buildQueue(first: 20) { edges { node { id buildName status } } } }'
 log "queue reads: $QUEUE_READS x buildQueue(first: 20) over $(thousands "$PENDING") pending entries, 1 connection"
@@ -276,7 +347,9 @@ phase_end "JUnit XML one 100,000-case file" 1 junit-100000
 
 # ---- 5. memory: the service's peak RSS over the whole run ----------------------------------------------------------
 PEAK_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVICE_PID/status")
-log "service peak RSS (VmHWM): $((PEAK_KB / 1024)) MB; stopping the service"
+log "service peak RSS (VmHWM): $((PEAK_KB / 1024)) MB"
+subscription_figure
+log "stopping the service"
 stop_service
 
 # ---- 4. rebuild: lathe replay over a synthetic event store of REPLAY_EVENTS events ----------------------------------
@@ -323,9 +396,6 @@ else
 fi
 
 # ---- the table -----------------------------------------------------------------------------------------------------
-verdict() { # ok-condition (awk expression), errors
-    if [[ ${2:-0} != 0 ]]; then echo "FAIL (errors)"; elif awk "BEGIN { exit !($1) }"; then echo PASS; else echo FAIL; fi
-}
 x_tps() { echo "$(fixed "$(calc "$1 / $CEILING_TPS")" 2)× ceiling TPS"; }
 x_lat() { echo "$(fixed "$(calc "$1 / $CEILING_MS")" 1)× ceiling latency"; }
 
@@ -379,6 +449,7 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':(exclude)benc
     echo "| 3 | \`buildQueue(first: 20)\` p50, $(thousands "$PENDING") pending, 1 connection, client-side on loopback | $(fixed "$Q_P50" 2) ms | $(x_lat "$Q_P50") | < 5 ms | $(verdict "$Q_P50 < 5 && $PENDING >= $QUEUE_ENTRIES && $EDGES == 20" "$(field queue .errors)") |"
     echo "| 4 | \`lathe replay\`, $(thousands "${REPLAY_N:-$REPLAY_EVENTS}") events (synthetic seed) | $R_MEASURED | $R_X | ≥ 50,000 events/s | $R_VERDICT |"
     echo "| 5 | Service peak RSS (VmHWM) over the whole run | $((PEAK_KB / 1024)) MB | — | < 150 MB | $(verdict "$PEAK_KB < 150 * 1024") |"
+    subscription_rows
     echo
     echo "Other percentiles: webhook closed loop p50 $(fixed "$(field webhook .latency_ms.p50)") / p99 $(fixed "$(field webhook .latency_ms.p99)") ms;" \
         "at $RATE/s p50 $(fixed "$(field webhook-rate .latency_ms.p50)") / p99.9 $(fixed "$(field webhook-rate .latency_ms.p999)") ms" \

@@ -54,6 +54,7 @@ pub fn routes(app: AppState) -> Router {
             "/graphql",
             get(graphql::graphiql).post(graphql::graphql_handler),
         )
+        .route("/graphql/ws", get(graphql::ws::handler))
         .with_state(RouterState { app, schema })
 }
 

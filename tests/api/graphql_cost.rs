@@ -151,7 +151,7 @@ async fn a_dashboard_page_of_releases_with_their_builds_and_results_is_answered(
 
 /// A TCP proxy in front of PostgreSQL that counts the statements clients execute (extended-protocol `Execute`
 /// and simple-protocol `Query` messages).
-async fn counting_proxy() -> (String, Arc<AtomicUsize>) {
+pub(crate) async fn counting_proxy() -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let count = Arc::new(AtomicUsize::new(0));
