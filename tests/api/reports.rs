@@ -133,6 +133,7 @@ async fn junit_files_from_each_tool_are_stored_with_their_counts() {
         ("pytest.xml", (6, 2, 2)),
         ("pytest-generated.xml", (3, 2, 2)),
         ("surefire.xml", (2, 7, 0)),
+        ("gradle.xml", (2, 1, 0)),
         ("jest-junit.xml", (1, 4, 1)),
         ("mocha-junit-reporter.xml", (109, 0, 0)),
         ("phpunit.xml", (10, 2, 0)),

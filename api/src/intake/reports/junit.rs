@@ -47,7 +47,7 @@ impl<'s, 'a> Junit<'s, 'a> {
         }
     }
 
-    fn start_case(&mut self, element: &Element) {
+    fn start_case(&mut self, element: &Element<'_>) {
         let suite = self.suites.last();
         let name = element.attr("name").unwrap_or_default();
         let class = element.attr("classname");
@@ -69,7 +69,7 @@ impl<'s, 'a> Junit<'s, 'a> {
     }
 
     /// `<failure>`, `<error>` or `<skipped>`, of a test case or of a suite.
-    fn outcome(case: &mut Case, element: &Element) {
+    fn outcome(case: &mut Case, element: &Element<'_>) {
         let kind = element.name.as_str();
         let message = element.attr("message");
         let kind_of = element.attr("type");
@@ -99,7 +99,7 @@ impl<'s, 'a> Junit<'s, 'a> {
 }
 
 impl Handler for Junit<'_, '_> {
-    fn start(&mut self, element: &Element) -> Result<(), ReportError> {
+    fn start(&mut self, element: &Element<'_>) -> Result<(), ReportError> {
         if self.in_rerun {
             return Ok(());
         }

@@ -59,7 +59,7 @@ impl<'s, 'a> Nunit<'s, 'a> {
         }
     }
 
-    fn start_case(&mut self, element: &Element) {
+    fn start_case(&mut self, element: &Element<'_>) {
         let name = element
             .attr("fullname")
             .or_else(|| element.attr("name"))
@@ -100,7 +100,7 @@ impl<'s, 'a> Nunit<'s, 'a> {
 }
 
 /// A test case's status and what NUnit says beyond it.
-fn status(element: &Element) -> (TestStatus, Option<String>) {
+fn status(element: &Element<'_>) -> (TestStatus, Option<String>) {
     let result = element.attr("result").unwrap_or("Passed");
     let label = element.attr("label");
     let site = element.attr("site");
@@ -129,7 +129,7 @@ fn status(element: &Element) -> (TestStatus, Option<String>) {
 }
 
 impl Handler for Nunit<'_, '_> {
-    fn start(&mut self, element: &Element) -> Result<(), ReportError> {
+    fn start(&mut self, element: &Element<'_>) -> Result<(), ReportError> {
         if self.in_ignored {
             return Ok(());
         }

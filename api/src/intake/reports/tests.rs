@@ -40,6 +40,7 @@ fn every_fixture_reads_with_the_counts_its_tool_wrote() {
         ("pytest.xml", (6, 2, 2)),
         ("pytest-generated.xml", (3, 2, 2)),
         ("surefire.xml", (2, 7, 0)),
+        ("gradle.xml", (2, 1, 0)),
         ("jest-junit.xml", (1, 4, 1)),
         ("mocha-junit-reporter.xml", (109, 0, 0)),
         ("phpunit.xml", (10, 2, 0)),

@@ -92,7 +92,7 @@ fn duration_ms(text: Option<&str>) -> Option<u64> {
 }
 
 impl Handler for Trx<'_, '_> {
-    fn start(&mut self, element: &Element) -> Result<(), ReportError> {
+    fn start(&mut self, element: &Element<'_>) -> Result<(), ReportError> {
         match element.name.as_str() {
             "TestRun" => self.run_name = element.attr("name").map(str::to_owned),
             "UnitTestResult" => {

@@ -1,6 +1,8 @@
 //! The XML reading every report format shares: a stream of elements and text from quick-xml's pull reader (no
 //! tree of the file), with DTDs and entities refused, and errors named by line and column.
 
+use std::borrow::Cow;
+
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
@@ -16,15 +18,16 @@ const MAX_ATTRIBUTES: usize = 256;
 const MAX_DEPTH: usize = 256;
 
 /// One element's start as a format reads it: its local name (namespaces dropped: TRX uses a default namespace)
-/// and its attributes, unescaped.
-pub(super) struct Element {
+/// and its attributes, unescaped. The attributes borrow the reader's buffer where they can: a 100,000-case file
+/// has half a million of them, and none outlives its element.
+pub(super) struct Element<'e> {
     pub(super) name: String,
-    attributes: Vec<(String, String)>,
+    attributes: Vec<(Cow<'e, str>, Cow<'e, str>)>,
     /// The line it starts on, for messages naming it.
     pub(super) line: u64,
 }
 
-impl Element {
+impl Element<'_> {
     /// An attribute's value, if present and not blank.
     pub(super) fn attr(&self, name: &str) -> Option<&str> {
         self.attributes
@@ -33,12 +36,25 @@ impl Element {
             .map(|(_, value)| value.trim())
             .filter(|value| !value.is_empty())
     }
+
+    /// The element with attributes of its own (the root, kept past the buffer it was read from).
+    fn into_owned(self) -> Element<'static> {
+        Element {
+            name: self.name,
+            attributes: self
+                .attributes
+                .into_iter()
+                .map(|(key, value)| (Cow::Owned(key.into_owned()), Cow::Owned(value.into_owned())))
+                .collect(),
+            line: self.line,
+        }
+    }
 }
 
 /// What a report format does with the elements and text it is given.
 pub(super) trait Handler {
     /// An element starts (an empty element is a start and an end).
-    fn start(&mut self, element: &Element) -> Result<(), ReportError>;
+    fn start(&mut self, element: &Element<'_>) -> Result<(), ReportError>;
     /// The element named `name` ends.
     fn end(&mut self, name: &str) -> Result<(), ReportError>;
     /// Text (character data, CDATA, resolved references) inside the innermost open element.
@@ -78,7 +94,7 @@ impl<'a> Events<'a> {
     }
 
     /// Reads up to the root element and returns it (the format is decided from its name).
-    pub(super) fn root(&mut self) -> Result<Element, ReportError> {
+    pub(super) fn root(&mut self) -> Result<Element<'static>, ReportError> {
         loop {
             self.buffer.clear();
             let event = self.reader.read_event_into(&mut self.buffer);
@@ -89,13 +105,13 @@ impl<'a> Events<'a> {
             match event {
                 Event::Start(start) => {
                     let start = start.into_owned();
-                    let element = self.element(&start)?;
+                    let element = self.element(&start)?.into_owned();
                     self.stack.push(element.name.clone());
                     return Ok(element);
                 }
                 Event::Empty(start) => {
                     let start = start.into_owned();
-                    return self.element(&start);
+                    return Ok(self.element(&start)?.into_owned());
                 }
                 Event::Eof => {
                     return Err(ReportError::Invalid("the file holds no XML element".into()))
@@ -211,7 +227,7 @@ impl<'a> Events<'a> {
         ))
     }
 
-    fn element(&self, start: &BytesStart<'_>) -> Result<Element, ReportError> {
+    fn element<'e>(&self, start: &'e BytesStart<'_>) -> Result<Element<'e>, ReportError> {
         let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
         let mut attributes = Vec::new();
         for (count, attribute) in start.attributes().enumerate() {
@@ -221,11 +237,11 @@ impl<'a> Events<'a> {
                 )));
             }
             let attribute = attribute.map_err(|error| self.malformed(&error.to_string()))?;
-            let key = String::from_utf8_lossy(attribute.key.local_name().as_ref()).into_owned();
+            let key = String::from_utf8_lossy(attribute.key.local_name().into_inner());
             let value = attribute.unescape_value().map_err(|error| {
                 self.malformed(&format!("in attribute {key} of <{name}>: {error}"))
             })?;
-            attributes.push((key, value.into_owned()));
+            attributes.push((key, value));
         }
         Ok(Element {
             name,

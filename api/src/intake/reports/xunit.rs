@@ -39,7 +39,7 @@ impl<'s, 'a> Xunit<'s, 'a> {
 }
 
 impl Handler for Xunit<'_, '_> {
-    fn start(&mut self, element: &Element) -> Result<(), ReportError> {
+    fn start(&mut self, element: &Element<'_>) -> Result<(), ReportError> {
         match element.name.as_str() {
             "assembly" => {
                 self.assembly = element.attr("name").map(str::to_owned);
