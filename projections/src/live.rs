@@ -20,6 +20,9 @@ pub struct AppendedEvent {
     pub aggregate_id: String,
     pub event_type: String,
     pub organization_id: Option<Uuid>,
+    /// The release a build left (moved to another, or returned to the queue): it changed too, and the build's
+    /// current row no longer names it.
+    pub left_release_id: Option<Uuid>,
 }
 
 /// The events of committed transactions that belong to one of `organizations` or to an API key, transaction by
@@ -33,7 +36,9 @@ pub async fn events_of(
     sqlx::query_as(
         // `= ANY` of an array, not a join with `unnest`: the planner, not knowing the array's length, would hash
         // the whole table for a join (measured: PostgreSQL's CPU doubled under the webhook).
-        "SELECT e.aggregate_type, e.aggregate_id, e.event_type, e.organization_id
+        "SELECT e.aggregate_type, e.aggregate_id, e.event_type, e.organization_id,
+            CASE WHEN e.event_type IN ('BuildMovedToRelease', 'BuildReturnedToQueue')
+                THEN (e.payload -> e.event_type ->> 'from_release_id')::uuid END AS left_release_id
          FROM events e
          WHERE e.transaction_id = ANY($1::text[]::xid8[])
            AND (e.organization_id = ANY($2) OR e.aggregate_type = 'ApiKey')

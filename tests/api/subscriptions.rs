@@ -616,6 +616,56 @@ async fn a_release_change_carries_the_release_with_its_builds() {
 }
 
 #[tokio::test]
+async fn a_build_moved_out_of_a_release_changes_the_release_it_left_too() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let project = app.create_project(&org.key, "Web").await;
+    let left = app.create_release(&org.key, &project, "1.0").await;
+    let created = app
+        .ingest(
+            &lathe_tests::Auth::Bearer(org.key.clone()),
+            &json!({ "build_name": "b", "project": "Web", "test_results": [] }),
+            &[],
+        )
+        .await;
+    assert_eq!(created.body["outcome"], "created", "{created:?}");
+    let build = created.body["buildId"].as_str().unwrap().to_owned();
+    let joined = app.create_release(&org.key, &project, "1.1").await;
+    let mut socket = Socket::open(&app.address, &org.key).await;
+    socket
+        .subscribe(
+            "r",
+            "subscription($p: ID) { releaseChanged(projectId: $p) { id buildCount } }",
+            json!({ "p": project }),
+        )
+        .await;
+    wait_for_subscriptions(&app.address, 1).await;
+    app.graphql_ok(
+        &org.key,
+        "mutation($id: ID!, $r: ID!) { moveBuild(id: $id, releaseId: $r, reason: \"wrong release\") { id } }",
+        json!({ "id": build, "r": joined }),
+    )
+    .await;
+    // Both releases changed: the one the build joined, and the one it left (which the build's row no longer names).
+    let mut counts = std::collections::HashMap::new();
+    let both = async {
+        while counts.get(left.as_str()) != Some(&json!(0))
+            || counts.get(joined.as_str()) != Some(&json!(1))
+        {
+            let payload = socket.next_payload("r").await;
+            let release = &payload["data"]["releaseChanged"];
+            counts.insert(
+                release["id"].as_str().unwrap().to_owned(),
+                release["buildCount"].clone(),
+            );
+        }
+    };
+    tokio::time::timeout(PATIENCE, both)
+        .await
+        .expect("both releases' changes arrive");
+}
+
+#[tokio::test]
 async fn each_operation_on_a_socket_spends_the_keys_rate_limit() {
     let app = spawn_app().await;
     let org = app.create_org("Fabrikam").await;

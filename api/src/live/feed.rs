@@ -169,6 +169,11 @@ async fn publish_events(
                 if seen.insert(id) {
                     order.push(Changed::Build(id));
                 }
+                if let Some(left) = event.left_release_id {
+                    if seen.insert(left) {
+                        order.push(Changed::Release(left));
+                    }
+                }
             }
             Release::TYPE if seen.insert(id) => order.push(Changed::Release(id)),
             ApiKey::TYPE => live.key_changed(id),
