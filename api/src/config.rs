@@ -277,6 +277,16 @@ pub struct Settings {
         default_value_t = 500
     )]
     pub bulk_max_builds: usize,
+
+    /// Minutes a browser-console session may stay unused before it ends (it also ends when signed out, when its
+    /// key is revoked or expires, and when the process restarts: sessions live in the process's memory).
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_CONSOLE_SESSION_IDLE_MINUTES",
+        default_value_t = 480
+    )]
+    pub console_session_idle_minutes: u64,
 }
 
 impl Settings {
@@ -316,6 +326,7 @@ impl Settings {
             azure_server_hosts: Vec::new(),
             azure_allow_private_addresses: false,
             bulk_max_builds: 500,
+            console_session_idle_minutes: 480,
         }
     }
 

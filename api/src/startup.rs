@@ -98,6 +98,7 @@ impl Application {
                     cache_max_entries: settings.cache_max_entries.max(1),
                     rate_limit_max_per_minute: settings.rate_limit_max_per_minute,
                     bulk_max_builds: settings.bulk_max_builds,
+                    console_session_idle_minutes: settings.console_session_idle_minutes.max(1),
                 },
                 azure,
             ),

@@ -87,6 +87,8 @@ pub struct Limits {
     pub rate_limit_max_per_minute: u32,
     /// Most builds one bulk mutation may name.
     pub bulk_max_builds: usize,
+    /// Minutes a console session may stay unused.
+    pub console_session_idle_minutes: u64,
 }
 
 impl AppState {
