@@ -21,3 +21,5 @@ mod schema;
 mod support;
 mod transport;
 mod webhook;
+mod browser;
+mod console;
