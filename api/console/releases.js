@@ -136,6 +136,7 @@ function buildQueue(section, picks, alive, changed) {
     async (data) => { await gql('RejectBuild', { id: b.id, reason: data.get('reason') }); return true; });
 
   function bulkBar() {
+    if (!can('builds:assign')) return Object.assign(h('div', { hidden: true }), { update() {} });
     const count = h('span', { 'aria-live': 'polite' });
     const error = errorBox();
     const release = h('select', { name: 'bulk-release' },

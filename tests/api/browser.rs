@@ -17,7 +17,10 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn find_program(names: &[&str]) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/lib/chromium")]) {
+    for dir in std::env::split_paths(&path).chain([
+        PathBuf::from("/usr/bin"),
+        PathBuf::from("/usr/lib/chromium"),
+    ]) {
         for name in names {
             let candidate = dir.join(name);
             if candidate.is_file() {
@@ -64,7 +67,8 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
-        let profile = TempDir(std::env::temp_dir().join(format!("lathe-chromium-{}", uuid::Uuid::new_v4())));
+        let profile =
+            TempDir(std::env::temp_dir().join(format!("lathe-chromium-{}", uuid::Uuid::new_v4())));
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -73,7 +77,10 @@ impl Browser {
             if ready.is_ok_and(|r| r.status().is_success()) {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let args = [
@@ -106,18 +113,33 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("Chromium did not start: {created}"))
             .to_owned();
-        let browser = Browser { driver, port, session, http, _profile: profile };
+        let browser = Browser {
+            driver,
+            port,
+            session,
+            http,
+            _profile: profile,
+        };
         browser.resize(width, height).await;
         browser
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let url = format!("http://127.0.0.1:{}/session/{}{path}", self.port, self.session);
+        let url = format!(
+            "http://127.0.0.1:{}/session/{}{path}",
+            self.port, self.session
+        );
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let answer: Value = request.send().await.expect("chromedriver answers").json().await.expect("JSON");
+        let answer: Value = request
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .expect("JSON");
         answer["value"].clone()
     }
 
@@ -127,7 +149,8 @@ impl Browser {
 
     /// Sets the window's outer size.
     pub async fn resize(&self, width: u32, height: u32) {
-        self.post("/window/rect", json!({ "width": width, "height": height })).await;
+        self.post("/window/rect", json!({ "width": width, "height": height }))
+            .await;
     }
 
     /// Opens `url` and waits for it to load.
@@ -138,7 +161,8 @@ impl Browser {
 
     /// Runs `script` (a function body; `arguments` are `args`) in the page and returns its value.
     pub async fn eval(&self, script: &str, args: Value) -> Value {
-        self.post("/execute/sync", json!({ "script": script, "args": args })).await
+        self.post("/execute/sync", json!({ "script": script, "args": args }))
+            .await
     }
 
     /// The first element matching `css`, once there is one.
@@ -154,7 +178,9 @@ impl Browser {
     async fn find_by(&self, using: &str, value: &str) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let found = self.post("/element", json!({ "using": using, "value": value })).await;
+            let found = self
+                .post("/element", json!({ "using": using, "value": value }))
+                .await;
             if let Some(id) = found[ELEMENT].as_str() {
                 return id.to_owned();
             }
@@ -173,31 +199,44 @@ impl Browser {
     }
 
     pub async fn click_element(&self, element: &str) {
-        let answer = self.post(&format!("/element/{element}/click"), json!({})).await;
+        let answer = self
+            .post(&format!("/element/{element}/click"), json!({}))
+            .await;
         assert!(answer.is_null(), "the click failed: {answer}");
     }
 
     /// Clicks the button whose text is `text`, inside the element matching the XPath `within` (e.g. `//main`).
     pub async fn click_button(&self, within: &str, text: &str) {
-        let element = self.find_xpath(&format!("{within}//button[normalize-space()='{text}']")).await;
+        let element = self
+            .find_xpath(&format!("{within}//button[normalize-space()='{text}']"))
+            .await;
         self.click_element(&element).await;
     }
 
     /// Types `text` into the element matching `css`, replacing what it held.
     pub async fn fill(&self, css: &str, text: &str) {
         let element = self.find(css).await;
-        self.post(&format!("/element/{element}/clear"), json!({})).await;
-        self.post(&format!("/element/{element}/value"), json!({ "text": text })).await;
+        self.post(&format!("/element/{element}/clear"), json!({}))
+            .await;
+        self.post(
+            &format!("/element/{element}/value"),
+            json!({ "text": text }),
+        )
+        .await;
     }
 
     /// The visible text of the element matching `css`.
     pub async fn text(&self, css: &str) -> String {
         let element = self.find(css).await;
-        self.call(reqwest::Method::GET, &format!("/element/{element}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{element}/text"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
     }
 
     /// Waits until the element matching `css` shows `expected` in its text; returns that text.
@@ -216,7 +255,9 @@ impl Browser {
             }
             if tokio::time::Instant::now() >= deadline {
                 let page = self.page_text().await;
-                panic!("{css} never showed {expected:?}; it shows {text:?}; the page shows: {page}");
+                panic!(
+                    "{css} never showed {expected:?}; it shows {text:?}; the page shows: {page}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -224,7 +265,11 @@ impl Browser {
 
     /// The page's address and visible text, for failure messages.
     pub async fn page_text(&self) -> Value {
-        self.eval("return location.href + '\\n' + document.body.innerText;", json!([])).await
+        self.eval(
+            "return location.href + '\\n' + document.body.innerText;",
+            json!([]),
+        )
+        .await
     }
 
     /// Waits until `script` (a function body) returns `true`.
