@@ -39,7 +39,7 @@ function buildQueue(section, picks, alive, changed) {
   let rows = [];
   let busy = false;
   const heading = h('h2', { id: 'queue-h' }, 'Build Queue');
-  const status = h('p', { class: 'muted', 'aria-live': 'polite' });
+  const status = h('p', { class: 'muted', 'aria-live': 'polite' }, 'Reading the queue…');
   const tbody = h('tbody');
   const pager = h('nav', { class: 'pager', 'aria-label': 'Queue pages' });
   const bulk = bulkBar();
@@ -50,7 +50,8 @@ function buildQueue(section, picks, alive, changed) {
       ['Build', 'Source', 'Project', 'Branch · commit', 'Received', 'Why queued', 'Actions']
         .map((t) => h('th', { scope: 'col' }, t)))),
     tbody);
-  section.replaceChildren(heading, status, bulk, h('div', { class: 'scroll' }, table), pager);
+  const wrap = h('div', { class: 'scroll', hidden: true }, table);
+  section.replaceChildren(heading, status, bulk, wrap, pager);
 
   const editing = () => busy || section.querySelector('.inline') !== null;
 
@@ -65,6 +66,8 @@ function buildQueue(section, picks, alive, changed) {
       ? `${rows.length} pending on page ${page}${conn.pageInfo.hasNextPage ? ' (more on the next pages)' : ''}.`
       : (page > 1 ? 'No more pending builds.' : 'No builds are waiting. New deliveries appear here by themselves.');
     tbody.replaceChildren(...rows.map(row));
+    wrap.hidden = rows.length === 0;
+    pager.hidden = page === 1 && !conn.pageInfo.hasNextPage;
     pager.replaceChildren(
       h('button', { type: 'button', disabled: page === 1, onclick: () => { cursors.pop(); refresh(); } }, 'Previous page'),
       h('button', { type: 'button', disabled: !conn.pageInfo.hasNextPage,
@@ -167,6 +170,7 @@ function buildQueue(section, picks, alive, changed) {
       bar.hidden = selected.size === 0 || !can('builds:assign');
       count.textContent = `${selected.size} selected`;
     };
+    bar.update();
     return bar;
   }
 
@@ -241,8 +245,8 @@ function releaseList(section, picks, alive) {
     const actions = h('td', { class: 'actions' });
     if (can('builds:assign') && r.status === 'ACTIVE') {
       actions.append(
-        h('button', { type: 'button', onclick: () => correction(actions, b, 'move') }, 'Move to another release'),
-        h('button', { type: 'button', onclick: () => correction(actions, b, 'return') }, 'Return to queue'));
+        h('button', { type: 'button', onclick: () => correction(actions, b, r, 'move') }, 'Move to another release'),
+        h('button', { type: 'button', onclick: () => correction(actions, b, r, 'return') }, 'Return to queue'));
     }
     return h('tr', {},
       h('th', { scope: 'row' }, h('a', { href: `#/build/${b.id}` }, b.buildName)),
@@ -252,11 +256,11 @@ function releaseList(section, picks, alive) {
       actions);
   }
 
-  function correction(actions, b, kind) {
+  function correction(actions, b, r, kind) {
     actions.querySelector('.inline')?.remove();
     const err = errorBox();
     const reason = h('input', { name: 'reason', required: true, maxlength: 500 });
-    const target = kind === 'move' ? releaseSelect(picks.releases.filter((x) => x.id !== b.releaseId), null, 'Into release') : null;
+    const target = kind === 'move' ? releaseSelect(picks.releases.filter((x) => x.id !== r.id), null, 'Into release') : null;
     const submit = h('button', { type: 'submit' }, kind === 'move' ? 'Move' : 'Return to queue');
     const form = h('form', { class: 'inline', 'aria-label': `${kind === 'move' ? 'Move' : 'Return'} ${b.buildName}` },
       target, field('Reason', reason), submit,
@@ -299,7 +303,7 @@ export async function buildPage(main, id) {
     ['FAILED', 'PASSED', 'SKIPPED'].map((x) => h('option', { value: x }, x.toLowerCase())));
   const results = h('tbody');
   const order = { FAILED: 0, SKIPPED: 1, PASSED: 2 };
-  const showResults = (list) => results.replaceChildren(...[...list].sort((a, b) => order[a.status] - order[b.status]).map((t) =>
+  const showResults = (list) => results.replaceChildren(...(list.length ? [] : [h('tr', {}, h('td', { colspan: 5 }, 'No test results.'))]), ...[...list].sort((a, b) => order[a.status] - order[b.status]).map((t) =>
     h('tr', {}, h('th', { scope: 'row' }, t.title), h('td', {}, h('span', { class: `badge ${t.status.toLowerCase()}` }, t.status.toLowerCase())),
       h('td', {}, t.durationMs == null ? '—' : `${t.durationMs} ms`), h('td', {}, t.errorMessage ?? ''),
       h('td', {}, t.workItem ? h('a', { href: t.workItem.url, rel: 'noreferrer' }, `#${t.workItem.id}`) : '—'))));

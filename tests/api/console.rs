@@ -128,6 +128,21 @@ async fn step_3_a_delivery_appears_in_the_build_queue_without_a_reload_is_assign
     let status = queue_status(&app, &org.key, &queued_id).await;
     assert_eq!(status["status"], "ASSIGNED");
 
+    // "Wrong release": moved from the page into the other one.
+    let row = format!("{release}//tr[th[contains(., '2026.4242')]]");
+    browser.click_button(&row, "Move to another release").await;
+    browser
+        .fill(
+            "form[aria-label='Move MainRepo (1) 2026.4242'] input[name=reason]",
+            "belongs to 2026.11",
+        )
+        .await;
+    browser.click_button(&format!("{row}//form"), "Move").await;
+    let moved = "//article[contains(@class,'release')][h3[contains(., '2026.11')]]";
+    browser
+        .find_xpath(&format!("{moved}//a[contains(., '2026.4242')]"))
+        .await;
+
     // The build's page: its history names the console's key as the actor of the assignment.
     browser
         .click(&format!("article.release a[href='#/build/{queued_id}']"))
@@ -151,6 +166,10 @@ async fn a_person_selects_a_project_then_assigns_and_rejects_another_build_with_
     app.create_release(&org.key, &project, "2026.11").await;
     let undetected = app.enqueue_build(org.id, "100", None).await;
     let unwanted = app.enqueue_build(org.id, "200", None).await;
+    let bulk = [
+        app.enqueue_build(org.id, "250", None).await,
+        app.enqueue_build(org.id, "260", None).await,
+    ];
     let browser = Browser::start(DESKTOP.0, DESKTOP.1).await;
     browser.sign_in(&app.address, &org.key).await;
 
@@ -158,6 +177,10 @@ async fn a_person_selects_a_project_then_assigns_and_rejects_another_build_with_
     browser
         .find_xpath(&format!("{row}//em[.='not detected']"))
         .await;
+    browser.resize(PHONE.0, PHONE.1).await;
+    browser.find_xpath(&queue_row("Build 260")).await;
+    browser.screenshot("releases-phone").await;
+    browser.resize(DESKTOP.0, DESKTOP.1).await;
     browser.click_button(&row, "Select project").await;
     browser
         .click_button(&format!("{row}//form"), "Select project")
@@ -193,11 +216,35 @@ async fn a_person_selects_a_project_then_assigns_and_rejects_another_build_with_
         .click_button(&format!("{row}//form"), "Reject")
         .await;
     browser
-        .wait_for_text("section.queue", "No builds are waiting")
+        .wait_until(
+            "the rejected build leaves the queue",
+            "return !document.querySelector(`section.queue tr[data-id='${arguments[0]}']`);",
+            json!([unwanted]),
+        )
         .await;
     let status = queue_status(&app, &org.key, &unwanted).await;
     assert_eq!(status["status"], "REJECTED");
     assert_eq!(status["rejectionReason"], "a test run, not a release build");
+
+    // Several at once: both selected, one reason, one bulk mutation.
+    for name in ["Build 250", "Build 260"] {
+        browser
+            .click(&format!("input[aria-label='Select {name}']"))
+            .await;
+    }
+    browser.wait_for_text(".bulk", "2 selected").await;
+    browser.fill("input[name=bulk-reason]", "duplicates").await;
+    browser
+        .click_button("//div[contains(@class,'bulk')]", "Reject selected")
+        .await;
+    browser
+        .wait_for_text("section.queue", "No builds are waiting")
+        .await;
+    for id in &bulk {
+        let status = queue_status(&app, &org.key, id).await;
+        assert_eq!(status["status"], "REJECTED");
+        assert_eq!(status["rejectionReason"], "duplicates");
+    }
 }
 
 #[tokio::test]
@@ -311,10 +358,6 @@ async fn branch_filters_edited_in_the_console_show_a_filtered_delivery_in_the_de
         .find_xpath("//button[.='Copy azure-pipelines.yml step']")
         .await;
     browser.screenshot("setup").await;
-    browser.resize(PHONE.0, PHONE.1).await;
-    browser.click("#nav a[href='#/releases']").await;
-    browser.wait_for_text("main h1", "Releases").await;
-    browser.screenshot("releases-phone").await;
 }
 
 #[tokio::test]
