@@ -102,20 +102,83 @@ export async function gql(name, variables = {}) {
 }
 
 /**
- * Keeps `render` fed with the operation's latest data while `alive()` holds: refetched every `everyMs` and at
- * once when the tab becomes visible again.
+ * Runs the subscription `name` over `/graphql/ws` (graphql-transport-ws; the session cookie authenticates the
+ * upgrade). Calls `onEvent(data)` per message and `onState(open)` when the socket comes up or goes down; reconnects
+ * with a growing pause. Returns a function that closes it for good.
  */
-export function live(name, variables, render, { everyMs = 2000, alive }) {
+export function subscribe(name, variables, onEvent, onState) {
+  let socket = null;
+  let closed = false;
+  let pause = 1000;
+  let retry = null;
+  const connect = async () => {
+    const ops = await loadOperations();
+    if (closed) return;
+    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql/ws`;
+    socket = new WebSocket(url, 'graphql-transport-ws');
+    socket.onopen = () => socket.send(JSON.stringify({ type: 'connection_init', payload: {} }));
+    socket.onmessage = (message) => {
+      let frame;
+      try { frame = JSON.parse(message.data); } catch { return; }
+      if (frame.type === 'connection_ack') {
+        pause = 1000;
+        socket.send(JSON.stringify({ id: '1', type: 'subscribe',
+          payload: { query: ops.get(name), variables: variables(), operationName: name } }));
+        onState(true);
+      } else if (frame.type === 'ping') {
+        socket.send(JSON.stringify({ type: 'pong' }));
+      } else if (frame.type === 'next') {
+        onEvent(frame.payload?.data ?? null);
+      } else if (frame.type === 'error') {
+        socket.close();
+      }
+    };
+    socket.onclose = () => {
+      onState(false);
+      if (closed) return;
+      retry = setTimeout(connect, pause);
+      pause = Math.min(pause * 2, 30000);
+    };
+  };
+  connect();
+  return () => { closed = true; clearTimeout(retry); socket?.close(); };
+}
+
+/**
+ * Keeps `render` fed with the operation's latest data while `alive()` holds. With `subscription`, each of its
+ * messages refetches (a burst of messages refetches once); without one, or while its socket is down, the data is
+ * refetched every `everyMs`. Also refetched at once when the tab becomes visible again.
+ */
+export function live(name, variables, render, { everyMs = 2000, alive, subscription = null }) {
   let timer = null;
   let stopped = false;
+  let socketUp = false;
+  let pending = null;
+  const fetchNow = async () => {
+    try { render(await gql(name, variables()), null); } catch (error) { render(null, error); }
+  };
   const tick = async () => {
     if (stopped || !alive()) { stop(); return; }
-    if (document.visibilityState === 'visible') {
-      try { render(await gql(name, variables()), null); } catch (error) { render(null, error); }
-    }
-    if (!stopped) timer = setTimeout(tick, everyMs);
+    if (document.visibilityState === 'visible') await fetchNow();
+    // With a live socket, a slow poll only guards against a missed message.
+    if (!stopped) timer = setTimeout(tick, socketUp ? 30000 : everyMs);
   };
-  const stop = () => { stopped = true; clearTimeout(timer); };
+  const soon = () => {
+    if (pending || stopped) return;
+    pending = setTimeout(() => { pending = null; if (alive()) fetchNow(); }, 150);
+  };
+  const closeSocket = subscription
+    ? subscribe(subscription, () => ({}), soon, (up) => { socketUp = up; if (up) soon(); })
+    : () => {};
+  const onVisible = () => { if (document.visibilityState === 'visible') soon(); };
+  document.addEventListener('visibilitychange', onVisible);
+  const stop = () => {
+    stopped = true;
+    clearTimeout(timer);
+    clearTimeout(pending);
+    closeSocket();
+    document.removeEventListener('visibilitychange', onVisible);
+  };
   tick();
   return stop;
 }
