@@ -232,8 +232,15 @@ function releaseList(section, picks, alive) {
   function release(r) {
     const builds = r.builds.edges.map((e) => e.node);
     const body = h('tbody', {}, builds.map((b) => buildRow(b, r)));
+    const err = errorBox();
+    const complete = can('releases:write') && r.status === 'ACTIVE'
+      ? h('button', { type: 'button', class: 'secondary' }, `Complete ${r.name}`) : null;
+    complete?.addEventListener('click', async () => {
+      if (await act(complete, err, () => gql('CompleteRelease', { id: r.id }))) refresh();
+    });
     return h('article', { class: 'release', dataset: { id: r.id } },
       h('h3', {}, `${r.project?.name ?? ''} · ${r.name}`, ' ', h('span', { class: `badge ${r.status.toLowerCase()}` }, r.status.toLowerCase())),
+      complete, err,
       h('p', { class: 'muted' }, `${r.buildCount} build${r.buildCount === 1 ? '' : 's'} · created `, when(r.createdAt)),
       builds.length ? h('div', { class: 'scroll' }, h('table', { class: 'grid' },
         h('thead', {}, h('tr', {}, ['Build', 'Branch · commit', 'Added', 'Tests', 'Actions'].map((t) => h('th', { scope: 'col' }, t)))),

@@ -583,3 +583,62 @@ async fn what_a_keys_scopes_forbid_is_not_offered() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_console_is_served_by_the_binary_gzipped_on_request_and_kept_to_its_own_origin() {
+    let app = spawn_app().await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let root = no_redirects
+        .get(format!("{}/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 303);
+    assert_eq!(root.headers()["location"], "/console/");
+
+    let page = app
+        .client
+        .get(format!("{}/console/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"),
+        "{policy}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script type="module" src="app.js">"#));
+    assert!(
+        !html.contains("https://"),
+        "nothing is loaded from elsewhere"
+    );
+
+    let gzipped = app
+        .client
+        .get(format!("{}/console/releases.js", app.address))
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        gzipped.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(&gzipped.bytes().await.unwrap()[..2], &[0x1f, 0x8b]);
+    let missing = app
+        .client
+        .get(format!("{}/console/../Cargo.toml", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
