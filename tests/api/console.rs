@@ -642,3 +642,58 @@ async fn the_console_is_served_by_the_binary_gzipped_on_request_and_kept_to_its_
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn a_project_is_connected_to_azure_devops_and_disconnected_from_its_integrations() {
+    use crate::fake_azure::{FakeAzure, PROJECT, TOKEN};
+    let fake = FakeAzure::start().await;
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let project = app.create_project(&org.key, "Web").await;
+    let browser = Browser::start(DESKTOP.0, DESKTOP.1).await;
+    browser.sign_in(&app.address, &org.key).await;
+    browser
+        .goto(&format!("{}/console/#/projects/{project}", app.address))
+        .await;
+
+    let form = "form[aria-label='Connect Azure DevOps']";
+    browser
+        .fill(&format!("{form} input[name=organizationUrl]"), &fake.url)
+        .await;
+    browser
+        .fill(&format!("{form} input[name=project]"), PROJECT)
+        .await;
+    browser
+        .fill(&format!("{form} input[name=pat]"), "not-the-token")
+        .await;
+    browser
+        .click_button("//form[@aria-label='Connect Azure DevOps']", "Connect")
+        .await;
+    // Azure DevOps's refusal is shown under the form, in words.
+    let refusal = browser
+        .wait_for_text(&format!("{form} .error"), "token")
+        .await;
+    assert!(!refusal.contains("not-the-token"), "{refusal}");
+
+    browser
+        .fill(&format!("{form} input[name=pat]"), TOKEN)
+        .await;
+    browser
+        .click_button("//form[@aria-label='Connect Azure DevOps']", "Connect")
+        .await;
+    browser.wait_for_text("section.card", "Connected").await;
+    browser
+        .wait_for_text("section.card", "TEST_CASE_TITLE → System.Title")
+        .await;
+    browser.screenshot("integrations").await;
+    browser.click_button("//section", "Disconnect").await;
+    browser.find(form).await;
+    let data = app
+        .graphql_ok(
+            &org.key,
+            "query($p: ID!) { project(id: $p) { azureDevOps { project } } }",
+            json!({ "p": project }),
+        )
+        .await;
+    assert_eq!(data["project"]["azureDevOps"], Value::Null);
+}
