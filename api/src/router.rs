@@ -1,5 +1,8 @@
 //! Every route of the service, and the layers around them.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRef, State};
 use axum::http::{Request, StatusCode};
@@ -8,9 +11,6 @@ use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-
-use std::sync::Arc;
-use std::time::Duration;
 
 use crate::console;
 use crate::graphql::{self, LatheSchema};

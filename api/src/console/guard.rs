@@ -33,7 +33,7 @@ pub async fn cookie_to_bearer(
     let Some(id) = cookie_value(headers) else {
         return next.run(request).await;
     };
-    if !same_origin(headers, websocket) {
+    if !same_origin(headers, request.uri(), websocket) {
         return refuse(ApiError::Forbidden(
             "a request from another site is not accepted with the console's session".to_owned(),
         ));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rand::distributions::{Alphanumeric, DistString};
@@ -99,12 +99,16 @@ pub fn cookie_value(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Whether the request's `Origin` names this very host (a request another site makes the browser send names
-/// that site). A request without `Origin` passes this check only where `required` is false.
-pub fn same_origin(headers: &HeaderMap, required: bool) -> bool {
+/// that site). The host is the `Host` header, or over HTTP/2 (which has none) the request's `:authority`. A request
+/// without `Origin` passes this check only where `required` is false.
+pub fn same_origin(headers: &HeaderMap, uri: &Uri, required: bool) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return !required;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
     let authority = origin
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"));
@@ -133,11 +137,12 @@ pub struct SignIn {
 pub async fn sign_in(
     State(console): State<ConsoleState>,
     client: ClientIp,
+    uri: Uri,
     headers: HeaderMap,
     body: Option<Json<SignIn>>,
 ) -> Response {
     // A JSON body cannot come from another site's form, and `Origin` says whose page sent it.
-    if !same_origin(&headers, true) {
+    if !same_origin(&headers, &uri, true) {
         return cross_site();
     }
     let Some(Json(SignIn { key })) = body else {
@@ -215,8 +220,12 @@ pub async fn current(State(console): State<ConsoleState>, headers: HeaderMap) ->
 }
 
 /// `DELETE /console/session` (with the CSRF token): ends the session and clears the cookie.
-pub async fn sign_out(State(console): State<ConsoleState>, headers: HeaderMap) -> Response {
-    if !same_origin(&headers, false) {
+pub async fn sign_out(
+    State(console): State<ConsoleState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if !same_origin(&headers, &uri, false) {
         return cross_site();
     }
     if let Some(id) = cookie_value(&headers) {
@@ -246,4 +255,62 @@ fn clear_cookie(mut response: Response) -> Response {
         HeaderValue::from_static("lathe_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn the_origin_must_name_the_host_the_request_was_sent_to() {
+        let path: Uri = "/graphql".parse().unwrap();
+        let same = headers(&[
+            ("origin", "https://lathe.example"),
+            ("host", "lathe.example"),
+        ]);
+        assert!(same_origin(&same, &path, true));
+        let other = headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "lathe.example"),
+        ]);
+        assert!(!same_origin(&other, &path, false));
+        let port = headers(&[("origin", "http://127.0.0.1:9"), ("host", "127.0.0.1:8080")]);
+        assert!(!same_origin(&port, &path, false));
+        // HTTP/2 has no Host header: the request's authority stands for it.
+        let h2: Uri = "https://lathe.example/graphql".parse().unwrap();
+        assert!(same_origin(
+            &headers(&[("origin", "https://lathe.example")]),
+            &h2,
+            true
+        ));
+        // Without Origin: allowed only where it is not required.
+        assert!(same_origin(
+            &headers(&[("host", "lathe.example")]),
+            &path,
+            false
+        ));
+        assert!(!same_origin(
+            &headers(&[("host", "lathe.example")]),
+            &path,
+            true
+        ));
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let sent = headers(&[("cookie", "a=1; lathe_session=abc; b=2")]);
+        assert_eq!(cookie_value(&sent), Some("abc"));
+        assert_eq!(
+            cookie_value(&headers(&[("cookie", "xlathe_session=1")])),
+            None
+        );
+    }
 }
