@@ -4,6 +4,7 @@
 #
 #   bench/probe.sh webhook   # N (default 40000) distinct webhook deliveries on 32 connections: throughput, p50, p99
 #   bench/probe.sh memory    # the run's ingest phases (300 x 1,000 results, 10,000, 100,000): VmHWM after each
+#                            # (WORKLOAD=junit: the same as JUnit XML files)
 #   bench/probe.sh replay    # N builds (default 50000) by webhook, then `lathe replay` timed
 #   bench/probe.sh rate      # N deliveries closed loop, then RATE/s (default half the closed loop's) open loop for
 #                            # 20 s: p50, p99, p99.9, the seconds in which requests took over 50 ms, and how
@@ -55,12 +56,13 @@ webhook)
 memory)
     memory start
     webhooks 20000 >/dev/null; memory webhook
-    "${LOAD[@]}" --concurrency 4 --requests 300 --duration 120 --expect '"outcome"' ingest --results 1000 >/dev/null
-    memory ingest-1000
+    "${LOAD[@]}" --concurrency 4 --requests 300 --duration 120 --expect '"outcome"' "${WORKLOAD:-ingest}" \
+        --results 1000 >/dev/null
+    memory "${WORKLOAD:-ingest}-1000"
     for results in 10000 100000; do
         "${LOAD[@]}" --concurrency 1 --requests 1 --duration 120 --timeout 120 --expect '"outcome"' \
-            ingest --results "$results" >/dev/null
-        memory "ingest-$results"
+            "${WORKLOAD:-ingest}" --results "$results" >/dev/null
+        memory "${WORKLOAD:-ingest}-$results"
     done
     ;;
 rate)

@@ -5,7 +5,8 @@
 #
 # Builds the service and the load generator (release), creates a fresh database on the local PostgreSQL, starts
 # `lathe serve` on a free loopback port, measures the pgbench ceiling in that database, drives the service over
-# HTTP with bench/loadgen, loads the console in headless Chromium (bench/console.sh), runs `lathe replay` over 1,000,000 events when this build has it, and prints a table
+# HTTP with bench/loadgen (JSON and JUnit XML ingest), loads the console in headless Chromium (bench/console.sh),
+# runs `lathe replay` over 1,000,000 events when this build has it, and prints a table
 # with PASS/FAIL per target. It stops by itself (every step has a request count and a time limit) and always
 # kills the service and drops its databases. Results and logs are kept in target/bench/<time>/.
 # See docs/PERFORMANCE.md for what each figure means and the last recorded run.
@@ -16,6 +17,9 @@
 #   BENCH_CONCURRENCY=32         connections of the webhook phase and clients of the pgbench ceiling
 #   BENCH_CEILING_SECONDS=20     BENCH_RATE_SECONDS=20   BENCH_QUEUE_READS=2000
 #   BENCH_INGEST_CALLS=300       BENCH_INGEST_CONCURRENCY=4
+#   BENCH_SUB_IDLE=990 BENCH_SUB_ACTIVE=10 BENCH_SUB_SECONDS=20   the subscription figure (6)
+#   BENCH_ONLY_SUBSCRIPTIONS=1   only the webhook throughput phase and the subscription figure (with BENCH_QUEUE_ENTRIES
+#                                small, a quick look at figure 6)
 #   BENCH_SKIP_BUILD=1           use the binaries already in $CARGO_TARGET_DIR/release
 #   BENCH_SEED_REPLAY=always     seed the replay database even when `lathe replay` is missing (tests the seed)
 #   BENCH_STRICT=1               exit 1 when a target fails
@@ -34,6 +38,10 @@ QUEUE_READS=${BENCH_QUEUE_READS:-2000}
 INGEST_CALLS=${BENCH_INGEST_CALLS:-300}
 INGEST_CONCURRENCY=${BENCH_INGEST_CONCURRENCY:-4}
 INGEST_RESULTS=1000
+SUB_IDLE=${BENCH_SUB_IDLE:-990}
+SUB_ACTIVE=${BENCH_SUB_ACTIVE:-10}
+SUB_SECONDS=${BENCH_SUB_SECONDS:-20}
+ONLY_SUBSCRIPTIONS=${BENCH_ONLY_SUBSCRIPTIONS:-}
 WEBHOOK_MAX_SECONDS=420   # the throughput phase stops here even if not every delivery was sent
 STEP_TIMEOUT=300          # seeding, replay
 
@@ -91,6 +99,7 @@ cleanup() {
         kill -TERM $(ps -o pid= --ppid "$CHILD_PID" 2>/dev/null) "$CHILD_PID" 2>/dev/null || true
         wait "$CHILD_PID" 2>/dev/null || true
     fi
+    [[ -z ${SUB_PID:-} ]] || kill -TERM "$SUB_PID" 2>/dev/null || true
     stop_service
     local dropped="databases dropped"
     for db in "$DB" "$REPLAY_DB"; do
@@ -153,6 +162,61 @@ loadgen() { # name, then loadgen arguments
             first_error}' "$OUT/$name.json" | sed "s/^/[bench]   $name: /" >&2
 }
 field() { jq -r "$2" "$OUT/$1.json"; }
+
+# ---- 6. subscriptions: SUB_IDLE + SUB_ACTIVE open while the webhook runs ------------------------------------------
+# Idle subscriptions belong to ten organizations that receive no builds (dashboards of other tenants); active ones
+# tail the delivery log of the organization the webhook delivers to and time each message. Throughput is compared
+# closed loop, without and then with the subscriptions, for the same time; latency at half the measured rate.
+subscribers() { # name, then loadgen subscribers arguments; runs in the background, writes $OUT/name.json
+    local name=$1; shift
+    rm -f "$OUT/$name.ready"
+    "$LOADGEN" --url "$URL" --threads 1 subscribers --ready-file "$OUT/$name.ready" "$@" >"$OUT/$name.json" 2>"$OUT/$name.log" &
+    SUB_PID=$!
+    for _ in $(seq 600); do
+        [[ -f $OUT/$name.ready ]] && return 0
+        kill -0 "$SUB_PID" 2>/dev/null || die "loadgen $name exited (see $OUT/$name.log)"
+        sleep 0.1
+    done
+    die "loadgen $name did not open its subscriptions in 60 s"
+}
+subscription_figure() {
+    local keys="" n
+    for n in $(seq 10); do
+        keys+="${keys:+,}$(DATABASE_URL=$(db_url "$DB") "$LATHE" org create --name "Idle $n" --json 2>>"$OUT/cli.log" | jq -r .apiKey)"
+    done
+    # Memory first, while no subscription has been opened yet in this process.
+    log "subscriptions: latency at $RATE deliveries/s for $RATE_SECONDS s, memory per idle subscription"
+    subscribers sub-latency --duration $((RATE_SECONDS + 8)) --active "$SUB_ACTIVE" --idle "$SUB_IDLE" \
+        --idle-keys "$keys" --service-pid "$SERVICE_PID"
+    loadgen sub-rate --rate "$RATE" --requests $((RATE * RATE_SECONDS)) --duration $((RATE_SECONDS + 5)) \
+        --expect '"outcome":"queued"' webhook --template "$FIXTURE" --first-id 40000001
+    wait "$SUB_PID" || die "loadgen sub-latency failed (see $OUT/sub-latency.log)"
+    jq -c . "$OUT/sub-latency.json" | sed "s/^/[bench]   sub-latency: /" >&2
+    log "subscriptions: webhook $CONCURRENCY connections for $SUB_SECONDS s without subscribers"
+    loadgen sub-without --concurrency "$CONCURRENCY" --duration "$SUB_SECONDS" --expect '"outcome":"queued"' \
+        webhook --template "$FIXTURE" --first-id 20000001
+    log "subscriptions: the same with $SUB_IDLE idle + $SUB_ACTIVE active subscriptions"
+    subscribers sub-throughput --duration $((SUB_SECONDS + 10)) --active "$SUB_ACTIVE" --idle "$SUB_IDLE" \
+        --idle-keys "$keys"
+    phase_begin
+    loadgen sub-with --concurrency "$CONCURRENCY" --duration "$SUB_SECONDS" --expect '"outcome":"queued"' \
+        webhook --template "$FIXTURE" --first-id 30000001
+    phase_end "webhook, $CONCURRENCY connections, $((SUB_IDLE + SUB_ACTIVE)) subscriptions" "$(field sub-with .requests)" sub-with
+    wait "$SUB_PID" || die "loadgen sub-throughput failed (see $OUT/sub-throughput.log)"
+}
+
+verdict() { # ok-condition (awk expression), errors
+    if [[ ${2:-0} != 0 ]]; then echo "FAIL (errors)"; elif awk "BEGIN { exit !($1) }"; then echo PASS; else echo FAIL; fi
+}
+subscription_rows() { # the three rows of figure 6
+    S_P99=$(field sub-latency .latency_ms.p99)
+    S_WITH=$(field sub-with .ok_rps); S_WITHOUT=$(field sub-without .ok_rps)
+    S_KB=$(field sub-latency .kb_per_idle_subscription)
+    S_ERRORS=$(( $(field sub-with .errors) + $(field sub-rate .errors) + $(field sub-latency .missed) ))
+    echo "| 6 | Receipt → message p99, $SUB_ACTIVE of $((SUB_IDLE + SUB_ACTIVE)) subscriptions, webhook at $RATE/s ($(thousands "$(field sub-latency .messages)") messages) | $(fixed "$S_P99") ms | — | < 100 ms | $(verdict "$S_P99 < 100" "$S_ERRORS") |"
+    echo "| 6 | Webhook throughput with those subscriptions open, vs without ($(thousands "$S_WITHOUT")/s, ${SUB_SECONDS} s each) | $(thousands "$S_WITH") deliveries/s | $(fixed "$(calc "100 * $S_WITH / $S_WITHOUT")" 0) % | ≥ 90 % | $(verdict "$S_WITH >= 0.9 * $S_WITHOUT" "$(field sub-with .errors)") |"
+    echo "| 6 | Service memory per idle subscription (RSS before/after opening $SUB_IDLE) | $(fixed "$S_KB") KB | — | < 50 KB | $(verdict "$S_KB < 50") |"
+}
 
 # ---- build -----------------------------------------------------------------------------------------------------
 if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
@@ -220,6 +284,14 @@ WEBHOOK_RPS=$(field webhook .ok_rps)
 PENDING=$(sql "SET search_path = read, public; SELECT count(*) FROM builds WHERE queue_status = 'pending'" | tail -1)
 log "  pending queue entries: $(thousands "$PENDING")"
 
+if [[ $ONLY_SUBSCRIPTIONS == 1 ]]; then
+    RATE=$(awk -v r="$WEBHOOK_RPS" 'BEGIN { printf "%d", r / 2 }'); ((RATE >= 1)) || RATE=1
+    subscription_figure
+    { echo "| # | Figure | Measured | vs | Target | Result |"; echo "|---|---|---|---|---|---|"; subscription_rows; } \
+        | tee "$OUT/table.md"
+    exit 0
+fi
+
 # ---- 3. queue reads: first page of buildQueue, one connection, client-side latency on loopback -------------------
 QUERY='{ buildQueue(first: 20) { edges { node { id buildName status } } } }'
 log "queue reads: $QUEUE_READS x buildQueue(first: 20) over $(thousands "$PENDING") pending entries, 1 connection"
@@ -273,9 +345,27 @@ for n in 10000 100000; do
     phase_end "ingest one $(thousands $n)-result call" 1 "ingest-$n"
 done
 
+# ---- 2x. results ingest as JUnit XML files (the same results, as a report file in the body) ----------------------
+before=$(count_results)
+log "ingest JUnit XML: $INGEST_CALLS files of $INGEST_RESULTS test cases, $INGEST_CONCURRENCY connections"
+phase_begin
+loadgen junit --concurrency "$INGEST_CONCURRENCY" --requests "$INGEST_CALLS" --duration 120 --expect '"outcome"' \
+    junit --results "$INGEST_RESULTS"
+phase_end "JUnit XML 1,000-case files, $INGEST_CONCURRENCY connections" "$(field junit .requests)" junit
+STORED_XML=$(($(count_results) - before))
+JUNIT_RESULTS_PER_S=$(calc "$STORED_XML / $(field junit .elapsed_s)")
+log "  results stored: $(thousands "$STORED_XML") ($(thousands "$JUNIT_RESULTS_PER_S")/s)"
+log "ingest JUnit XML: one file of 100,000 test cases"
+phase_begin
+loadgen junit-100000 --concurrency 1 --requests 1 --duration 120 --timeout 120 --expect '"outcome"' \
+    junit --results 100000
+phase_end "JUnit XML one 100,000-case file" 1 junit-100000
+
 # ---- 5. memory: the service's peak RSS over the whole run ----------------------------------------------------------
 PEAK_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVICE_PID/status")
-log "service peak RSS (VmHWM): $((PEAK_KB / 1024)) MB; stopping the service"
+log "service peak RSS (VmHWM): $((PEAK_KB / 1024)) MB"
+subscription_figure
+log "stopping the service"
 stop_service
 
 # ---- 4. rebuild: lathe replay over a synthetic event store of REPLAY_EVENTS events ----------------------------------
@@ -322,9 +412,6 @@ else
 fi
 
 # ---- the table -----------------------------------------------------------------------------------------------------
-verdict() { # ok-condition (awk expression), errors
-    if [[ ${2:-0} != 0 ]]; then echo "FAIL (errors)"; elif awk "BEGIN { exit !($1) }"; then echo PASS; else echo FAIL; fi
-}
 x_tps() { echo "$(fixed "$(calc "$1 / $CEILING_TPS")" 2)× ceiling TPS"; }
 x_lat() { echo "$(fixed "$(calc "$1 / $CEILING_MS")" 1)× ceiling latency"; }
 
@@ -332,6 +419,7 @@ W_P99=$(field webhook-rate .latency_ms.p99)
 Q_P50=$(field queue .latency_ms.p50)
 I10=$(calc "$(field ingest-10000 .latency_ms.max) / 1000")
 I100=$(calc "$(field ingest-100000 .latency_ms.max) / 1000")
+X100=$(calc "$(field junit-100000 .latency_ms.max) / 1000")
 case $REPLAY_STATUS in
     ran) R_MEASURED="$(thousands "$REPLAY_RATE") events/s"; R_X=$(x_tps "$REPLAY_RATE")
          R_VERDICT=$(verdict "$REPLAY_RATE >= 50000") ;;
@@ -372,9 +460,12 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':(exclude)benc
     echo "| 2 | Ingest, $INGEST_CALLS calls × $INGEST_RESULTS results, $INGEST_CONCURRENCY connections | $(thousands "$INGEST_RESULTS_PER_S") results/s | $(x_tps "$INGEST_RESULTS_PER_S") | ≥ 100,000 results/s | $(verdict "$INGEST_RESULTS_PER_S >= 100000" "$(field ingest .errors)") |"
     echo "| 2 | Ingest, one call of 10,000 results | $(fixed "$I10" 2) s | $(x_lat "$I10 * 1000") | < 1 s | $(verdict "$I10 < 1" "$(field ingest-10000 .errors)") |"
     echo "| 2 | Ingest, one call of 100,000 results | $(fixed "$I100" 2) s | $(x_lat "$I100 * 1000") | < 10 s | $(verdict "$I100 < 10" "$(field ingest-100000 .errors)") |"
+    echo "| 2x | Ingest JUnit XML, $INGEST_CALLS files × $INGEST_RESULTS cases, $INGEST_CONCURRENCY connections | $(thousands "$JUNIT_RESULTS_PER_S") results/s | $(x_tps "$JUNIT_RESULTS_PER_S") | ≥ 100,000 results/s | $(verdict "$JUNIT_RESULTS_PER_S >= 100000" "$(field junit .errors)") |"
+    echo "| 2x | Ingest JUnit XML, one file of 100,000 cases ($(thousands "$(field junit-100000 .body_bytes)") bytes) | $(fixed "$X100" 2) s | $(x_lat "$X100 * 1000") | < 10 s | $(verdict "$X100 < 10" "$(field junit-100000 .errors)") |"
     echo "| 3 | \`buildQueue(first: 20)\` p50, $(thousands "$PENDING") pending, 1 connection, client-side on loopback | $(fixed "$Q_P50" 2) ms | $(x_lat "$Q_P50") | < 5 ms | $(verdict "$Q_P50 < 5 && $PENDING >= $QUEUE_ENTRIES && $EDGES == 20" "$(field queue .errors)") |"
     echo "| 4 | \`lathe replay\`, $(thousands "${REPLAY_N:-$REPLAY_EVENTS}") events (synthetic seed) | $R_MEASURED | $R_X | ≥ 50,000 events/s | $R_VERDICT |"
     echo "| 5 | Service peak RSS (VmHWM) over the whole run | $((PEAK_KB / 1024)) MB | — | < 150 MB | $(verdict "$PEAK_KB < 150 * 1024") |"
+    subscription_rows
     case $CONSOLE_STATUS in
         ran) echo "| 7 | Console: Releases page until its first Build Queue page is shown, $(thousands "$PENDING") pending, headless Chromium (median of $(jq '.queue_ms | length' "$OUT/console.json") loads: $(jq -c .queue_ms "$OUT/console.json") ms) | $(jq .queue_ms_median "$OUT/console.json") ms | — | < 1 s | $(verdict "$(jq .queue_ms_median "$OUT/console.json") < 1000") |"
              echo "| 7 | Console: bytes transferred on first load (page and assets, gzipped; with the Releases page's API calls $(thousands "$(jq .first_visit_bytes "$OUT/console.json")")) | $(thousands "$(jq .first_load_bytes "$OUT/console.json")") B | — | < 200 KB | $(verdict "$(jq .first_load_bytes "$OUT/console.json") < 200 * 1024") |" ;;
@@ -385,7 +476,8 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':(exclude)benc
     echo "Other percentiles: webhook closed loop p50 $(fixed "$(field webhook .latency_ms.p50)") / p99 $(fixed "$(field webhook .latency_ms.p99)") ms;" \
         "at $RATE/s p50 $(fixed "$(field webhook-rate .latency_ms.p50)") / p99.9 $(fixed "$(field webhook-rate .latency_ms.p999)") ms" \
         "(requests over 50 ms by second of the phase: $(jq -c '.over_50ms_by_second // {}' "$OUT/webhook-rate.json"));" \
-        "queue p99 $(fixed "$(field queue .latency_ms.p99)" 2) ms; ingest 1,000-result call p50 $(fixed "$(field ingest .latency_ms.p50)") / p99 $(fixed "$(field ingest .latency_ms.p99)") ms." \
+        "queue p99 $(fixed "$(field queue .latency_ms.p99)" 2) ms; ingest 1,000-result call p50 $(fixed "$(field ingest .latency_ms.p50)") / p99 $(fixed "$(field ingest .latency_ms.p99)") ms;" \
+        "JUnit XML 1,000-case file ($(thousands "$(field junit .body_bytes)") bytes) p50 $(fixed "$(field junit .latency_ms.p50)") / p99 $(fixed "$(field junit .latency_ms.p99)") ms." \
         "Replay: $REPLAY_NOTE"
     echo
     echo "| Phase (diagnostics) | Requests | Wall | Service CPU | PostgreSQL CPU | Loadgen CPU | Other CPU | Machine busy (of 200 %) | Writing transactions / request | WAL KB / request | Service RSS peak so far |"

@@ -49,6 +49,8 @@ pub struct Principal {
     pub scopes: Vec<Scope>,
     /// The key's own rate limit; `None` uses the server's default.
     pub rate_limit_per_minute: Option<u32>,
+    /// When the key expires, if it does (a live connection closes then).
+    pub expires_at: Option<chrono::DateTime<Utc>>,
 }
 
 impl Principal {
@@ -134,6 +136,7 @@ pub async fn authenticate_key(state: &AppState, key: &str) -> Result<Principal, 
         rate_limit_per_minute: found
             .rate_limit_per_minute
             .and_then(|n| u32::try_from(n).ok()),
+        expires_at: found.expires_at,
     })
 }
 

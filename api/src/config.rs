@@ -278,6 +278,62 @@ pub struct Settings {
     )]
     pub bulk_max_builds: usize,
 
+    /// Open GraphQL subscriptions one API key may hold in one process; past it a subscribe is refused
+    /// (`RATE_LIMITED`).
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_SUBSCRIPTIONS_MAX_PER_KEY",
+        default_value_t = 100
+    )]
+    pub subscriptions_max_per_key: usize,
+
+    /// Open GraphQL subscriptions in one process; past it a subscribe is refused (`RATE_LIMITED`).
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_SUBSCRIPTIONS_MAX_PER_PROCESS",
+        default_value_t = 10_000
+    )]
+    pub subscriptions_max_per_process: usize,
+
+    /// Open WebSocket connections in one process; past it an upgrade is answered 503 with `Retry-After`.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_WEBSOCKET_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub websocket_max_connections: usize,
+
+    /// Changes an organization's live channel holds for its slowest subscriber; one that falls further behind
+    /// is sent a `MISSED_CHANGES` error in place of what it missed.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_SUBSCRIPTION_BUFFER",
+        default_value_t = 256
+    )]
+    pub subscription_buffer: usize,
+
+    /// Seconds a WebSocket connection has to send an accepted `connection_init` (then closed with 4408).
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_WEBSOCKET_INIT_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub websocket_init_timeout_secs: u64,
+
+    /// Seconds between the server's pings; a connection that sends nothing for two intervals is closed (3008),
+    /// and one that reads nothing for one is dropped.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_WEBSOCKET_PING_INTERVAL_SECS",
+        default_value_t = 15
+    )]
+    pub websocket_ping_interval_secs: u64,
     /// Minutes a browser-console session may stay unused before it ends (it also ends when signed out, when its
     /// key is revoked or expires, and when the process restarts: sessions live in the process's memory).
     #[arg(
@@ -326,6 +382,12 @@ impl Settings {
             azure_server_hosts: Vec::new(),
             azure_allow_private_addresses: false,
             bulk_max_builds: 500,
+            subscriptions_max_per_key: 100,
+            subscriptions_max_per_process: 10_000,
+            websocket_max_connections: 10_000,
+            subscription_buffer: 256,
+            websocket_init_timeout_secs: 10,
+            websocket_ping_interval_secs: 15,
             console_session_idle_minutes: 480,
         }
     }

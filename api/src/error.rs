@@ -42,6 +42,9 @@ pub enum ApiError {
         retry_after_secs: u64,
         info: crate::rate_limit::RateInfo,
     },
+    /// 429 / `RATE_LIMITED`: the caller holds as many of something (open subscriptions) as it may.
+    #[error("{0}")]
+    TooMany(String),
     /// 500 / `INTERNAL`: logged with its cause where it is turned into a response; the caller sees a generic text.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -57,7 +60,7 @@ impl ApiError {
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
-            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::RateLimited { .. } | Self::TooMany(_) => "RATE_LIMITED",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -72,7 +75,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -12,6 +12,7 @@ pub mod graphql;
 pub mod input;
 pub mod intake;
 pub mod keys;
+pub mod live;
 pub mod metrics;
 pub mod rate_limit;
 pub mod retention;

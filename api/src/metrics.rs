@@ -157,5 +157,11 @@ fn render(state: &AppState) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP lathe_subscriptions_open GraphQL subscriptions open in this process.\n\
+         # TYPE lathe_subscriptions_open gauge\nlathe_subscriptions_open {}",
+        state.live.open_subscriptions()
+    );
     out
 }

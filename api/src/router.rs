@@ -62,6 +62,7 @@ pub fn routes(app: AppState) -> Router {
             "/graphql",
             get(graphql::graphiql).post(graphql::graphql_handler),
         )
+        .route("/graphql/ws", get(graphql::ws::handler))
         .with_state(RouterState { app, schema })
         .merge(console)
         // The console's session cookie stands for its key on `/graphql` only, after the cross-site checks.

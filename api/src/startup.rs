@@ -98,6 +98,12 @@ impl Application {
                     cache_max_entries: settings.cache_max_entries.max(1),
                     rate_limit_max_per_minute: settings.rate_limit_max_per_minute,
                     bulk_max_builds: settings.bulk_max_builds,
+                    subscriptions_max_per_key: settings.subscriptions_max_per_key,
+                    subscriptions_max_per_process: settings.subscriptions_max_per_process,
+                    websocket_max_connections: settings.websocket_max_connections,
+                    subscription_buffer: settings.subscription_buffer.max(1),
+                    websocket_init_timeout_secs: settings.websocket_init_timeout_secs.max(1),
+                    websocket_ping_interval_secs: settings.websocket_ping_interval_secs.max(1),
                     console_session_idle_minutes: settings.console_session_idle_minutes.max(1),
                 },
                 azure,
@@ -137,6 +143,7 @@ impl Application {
         tracing::info!(addr = %self.listener.local_addr()?, scheme, "listening");
         // Key usage is noted by whichever process answers, so every process writes its own notes.
         crate::usage::spawn_flusher(self.state.usage.clone(), self.state.relaxed_pool.clone());
+        crate::live::spawn_feed(self.state.live.clone(), self.state.pool.clone());
         if self.background_jobs {
             crate::retention::spawn(self.state.clone(), self.retention_every);
             crate::azure::worker::spawn(self.state.clone(), std::time::Duration::from_millis(250));

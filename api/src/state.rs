@@ -35,6 +35,8 @@ pub struct AppState {
     pub unauthenticated: Arc<crate::address_limit::AddressLimiter>,
     /// The last database gauges of `GET /metrics`.
     pub gauges: Arc<crate::metrics::Gauges>,
+    /// Live changes for subscriptions (see [`crate::live`]).
+    pub live: Arc<crate::live::Live>,
 }
 
 /// The intake path's read-model lookups, cached briefly (see [`crate::cache`]).
@@ -87,6 +89,18 @@ pub struct Limits {
     pub rate_limit_max_per_minute: u32,
     /// Most builds one bulk mutation may name.
     pub bulk_max_builds: usize,
+    /// Open subscriptions one API key may hold in one process.
+    pub subscriptions_max_per_key: usize,
+    /// Open subscriptions in one process.
+    pub subscriptions_max_per_process: usize,
+    /// Open WebSocket connections in one process.
+    pub websocket_max_connections: usize,
+    /// Changes an organization's live channel holds for its slowest subscriber.
+    pub subscription_buffer: usize,
+    /// Seconds a WebSocket connection has to send `connection_init`.
+    pub websocket_init_timeout_secs: u64,
+    /// Seconds between the server's pings on a WebSocket connection.
+    pub websocket_ping_interval_secs: u64,
     /// Minutes a console session may stay unused.
     pub console_session_idle_minutes: u64,
 }
@@ -113,6 +127,12 @@ impl AppState {
                 limits.unauthenticated_rate_limit_per_minute,
             )),
             gauges: Arc::default(),
+            live: Arc::new(crate::live::Live::new(crate::live::LiveLimits {
+                buffer: limits.subscription_buffer,
+                per_key: limits.subscriptions_max_per_key,
+                per_process: limits.subscriptions_max_per_process,
+                connections: limits.websocket_max_connections,
+            })),
         }
     }
 }

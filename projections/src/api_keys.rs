@@ -91,10 +91,11 @@ pub struct ApiKeyRow {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "k.api_key_id, k.organization_id, k.name, k.prefix, k.key_hash, k.scopes, k.expires_at, \
     k.revoked_at, k.rate_limit_per_minute, u.last_used_at, k.created_at";
-const FROM: &str = "api_keys k LEFT JOIN public.api_key_usage u ON u.api_key_id = k.api_key_id";
+pub(crate) const FROM: &str =
+    "api_keys k LEFT JOIN public.api_key_usage u ON u.api_key_id = k.api_key_id";
 
 /// Every key that starts with `prefix`: usually one, but prefixes are short, so the caller compares hashes.
 pub async fn with_prefix(pool: &PgPool, prefix: &str) -> Result<Vec<ApiKeyRow>, sqlx::Error> {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::Page;
+use crate::{Keyset, Page};
 
 /// One delivery and what became of it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -77,19 +77,20 @@ pub async fn page(
     pool: &PgPool,
     organization_id: Uuid,
     outcome: Option<&str>,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    keyset: Keyset,
     limit: i64,
 ) -> Result<Page<DeliveryRow>, sqlx::Error> {
-    let (after_time, after_id) = after.unzip();
-    let rows = sqlx::query_as(
+    let (after_time, after_id) = keyset.binds();
+    let rows = sqlx::query_as(&format!(
         "SELECT delivery_id, organization_id, received_at, source, event_type, outcome, http_status, message,
             build_id, queued_build_id, subscription_id, notification_id, event_id, request_id
          FROM deliveries
-         WHERE organization_id = $1 AND ($2::text IS NULL OR outcome = $2)
-           AND ($3::timestamptz IS NULL OR (received_at, delivery_id) < ($3, $4))
-         ORDER BY received_at DESC, delivery_id DESC
+         WHERE organization_id = $1 AND ($2::text IS NULL OR outcome = $2) AND {}
+         ORDER BY {}
          LIMIT $5",
-    )
+        keyset.condition("received_at", "delivery_id", 3, 4),
+        keyset.order("received_at", "delivery_id"),
+    ))
     .bind(organization_id)
     .bind(outcome)
     .bind(after_time)
@@ -97,7 +98,7 @@ pub async fn page(
     .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    Ok(Page::from_overfetch(rows, limit))
+    Ok(Page::from_keyset(rows, limit, &keyset))
 }
 
 /// The deliveries that reported one build, oldest first.

@@ -10,7 +10,7 @@ use domain::build_queue::{BuildQueue, BuildQueueEvent};
 use domain::release::{Release, ReleaseEvent, ReleaseRef, ReleaseStatus};
 
 use crate::organizations::aggregate_uuid;
-use crate::{Page, Projector};
+use crate::{Keyset, Page, Projector};
 
 /// Projects release events into `releases`.
 pub struct ReleasesProjector;
@@ -159,7 +159,7 @@ impl ReleaseRow {
     }
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "release_id, organization_id, project_id, name, status, build_count, created_at, completed_at, archived_at";
 
 /// Finds one release of an organization.
@@ -199,8 +199,8 @@ pub async fn active_for_project(
 pub struct ReleaseFilter {
     pub project_id: Option<Uuid>,
     pub status: Option<ReleaseStatus>,
-    /// Keyset cursor: the `(created_at, release_id)` of the last row of the previous page.
-    pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// Where the page starts, on `(created_at, release_id)`.
+    pub keyset: Keyset,
 }
 
 /// A page of an organization's releases, newest first.
@@ -210,15 +210,17 @@ pub async fn page(
     filter: &ReleaseFilter,
     limit: i64,
 ) -> Result<Page<ReleaseRow>, sqlx::Error> {
-    let (after_time, after_id) = filter.after.unzip();
+    let (after_time, after_id) = filter.keyset.binds();
     let rows = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM releases
          WHERE organization_id = $1
            AND ($2::uuid IS NULL OR project_id = $2)
            AND ($3::text IS NULL OR status = $3)
-           AND ($4::timestamptz IS NULL OR (created_at, release_id) < ($4, $5))
-         ORDER BY created_at DESC, release_id DESC
-         LIMIT $6"
+           AND {}
+         ORDER BY {}
+         LIMIT $6",
+        filter.keyset.condition("created_at", "release_id", 4, 5),
+        filter.keyset.order("created_at", "release_id"),
     ))
     .bind(organization_id)
     .bind(filter.project_id)
@@ -228,7 +230,7 @@ pub async fn page(
     .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    Ok(Page::from_overfetch(rows, limit))
+    Ok(Page::from_keyset(rows, limit, &filter.keyset))
 }
 
 /// Completed releases whose completion is older than `days`: what the retention job archives.

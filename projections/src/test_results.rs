@@ -173,6 +173,8 @@ pub async fn pages(
         rows,
         |row| Some(row.build_id),
         limit,
+        // Results are paged by ordinal, forwards only.
+        &crate::Keyset::default(),
     ))
 }
 

@@ -149,9 +149,28 @@ async fn a_dashboard_page_of_releases_with_their_builds_and_results_is_answered(
     }
 }
 
+/// Runs `query` three times and returns its answer with the fewest statements any one run executed: the service's
+/// own periodic work (key-usage notes, metrics gauges, the live listener) goes through the same proxy, and on a
+/// busy machine a run can take long enough for some of it to land inside. Per-parent reads would show in every run.
+pub(crate) async fn fewest_statements(
+    app: &TestApp,
+    key: &str,
+    query: &str,
+    statements: &AtomicUsize,
+) -> (serde_json::Value, usize) {
+    let mut fewest = usize::MAX;
+    let mut data = serde_json::Value::Null;
+    for _ in 0..3 {
+        statements.store(0, Ordering::SeqCst);
+        data = app.graphql_ok(key, query, json!({})).await;
+        fewest = fewest.min(statements.load(Ordering::SeqCst));
+    }
+    (data, fewest)
+}
+
 /// A TCP proxy in front of PostgreSQL that counts the statements clients execute (extended-protocol `Execute`
 /// and simple-protocol `Query` messages).
-async fn counting_proxy() -> (String, Arc<AtomicUsize>) {
+pub(crate) async fn counting_proxy() -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let count = Arc::new(AtomicUsize::new(0));
@@ -215,6 +234,7 @@ async fn the_builds_results_and_projects_of_a_page_of_releases_are_read_in_a_few
             .replace("127.0.0.1:5432", &proxy);
         settings.database_url = secrecy::SecretString::from(format!("{url}?sslmode=disable"));
         settings.background_jobs = false;
+        settings.metrics_interval_secs = 3600;
     })
     .await;
     let org = app.create_org("Fabrikam").await;
@@ -236,9 +256,7 @@ async fn the_builds_results_and_projects_of_a_page_of_releases_are_read_in_a_few
         buildName project { name } testResults(first: 5) { edges { node { title } } } } } } } } } }";
     // Once to warm the key cache and the connections, then counted.
     app.graphql_ok(&org.key, query, json!({})).await;
-    statements.store(0, Ordering::SeqCst);
-    let data = app.graphql_ok(&org.key, query, json!({})).await;
-    let executed = statements.load(Ordering::SeqCst);
+    let (data, executed) = fewest_statements(&app, &org.key, query, &statements).await;
 
     let releases = data["releases"]["edges"].as_array().unwrap();
     assert_eq!(releases.len(), 4);

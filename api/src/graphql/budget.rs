@@ -198,6 +198,12 @@ impl ResponseBytes {
         self.exceeded.load(Ordering::Relaxed)
     }
 
+    /// Starts the next answer of a subscription, which has the whole budget again.
+    pub fn reset(&self) {
+        self.spent.store(0, Ordering::Relaxed);
+        self.exceeded.store(false, Ordering::Relaxed);
+    }
+
     /// The error that replaces an answer over the budget.
     pub fn message(&self) -> String {
         format!(

@@ -84,6 +84,18 @@ pub fn after(after: Option<String>) -> Result<Option<(DateTime<Utc>, Uuid)>, Api
     after.as_deref().map(decode).transpose()
 }
 
+/// Decodes an optional `before`.
+pub fn before(before: Option<String>) -> Result<Option<(DateTime<Utc>, Uuid)>, ApiError> {
+    before
+        .as_deref()
+        .map(|cursor| {
+            decode(cursor).map_err(|_| {
+                ApiError::BadUserInput(format!("`before` is not a cursor from this API: {cursor}"))
+            })
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

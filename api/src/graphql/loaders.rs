@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use projections::builds::BuildRow;
 use projections::projects::ProjectRow;
+use projections::releases::ReleaseRow;
 use projections::test_results::TestResultRow;
-use projections::{builds, projects, test_results, Page};
+use projections::{builds, projects, test_results, Keyset, Page};
 
 use crate::error::ApiError;
 
@@ -54,7 +54,7 @@ fn grouped<K, G: std::hash::Hash + Eq>(keys: &[K], group: impl Fn(&K) -> G) -> H
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ReleaseBuilds {
     pub release_id: Uuid,
-    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub keyset: Keyset,
     pub limit: i64,
 }
 
@@ -67,9 +67,9 @@ impl Loader<ReleaseBuilds> for Reads {
         keys: &[ReleaseBuilds],
     ) -> Result<HashMap<ReleaseBuilds, Self::Value>, Self::Error> {
         let mut loaded = HashMap::new();
-        for ((after, limit), keys) in grouped(keys, |key| (key.after, key.limit)) {
+        for ((keyset, limit), keys) in grouped(keys, |key| (key.keyset, key.limit)) {
             let ids: Vec<Uuid> = keys.iter().map(|key| key.release_id).collect();
-            let mut pages = builds::release_pages(&self.pool, &ids, after, limit)
+            let mut pages = builds::release_pages(&self.pool, &ids, keyset, limit)
                 .await
                 .map_err(|error| LoadError(Arc::new(error)))?;
             for key in keys {
@@ -143,6 +143,41 @@ impl Loader<ProjectOf> for Reads {
                     ProjectOf {
                         organization_id,
                         project_id: row.project_id,
+                    },
+                    Arc::new(row),
+                );
+            }
+        }
+        Ok(loaded)
+    }
+}
+
+/// A release of an organization (the release of each build of a page).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ReleaseOf {
+    pub organization_id: Uuid,
+    pub release_id: Uuid,
+}
+
+impl Loader<ReleaseOf> for Reads {
+    type Value = Arc<ReleaseRow>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[ReleaseOf],
+    ) -> Result<HashMap<ReleaseOf, Self::Value>, Self::Error> {
+        let mut loaded = HashMap::new();
+        for (organization_id, keys) in grouped(keys, |key| key.organization_id) {
+            let ids: Vec<Uuid> = keys.iter().map(|key| key.release_id).collect();
+            let rows = projections::nodes::releases(&self.pool, organization_id, &ids)
+                .await
+                .map_err(|error| LoadError(Arc::new(error)))?;
+            for row in rows {
+                loaded.insert(
+                    ReleaseOf {
+                        organization_id,
+                        release_id: row.release_id,
                     },
                     Arc::new(row),
                 );

@@ -6,12 +6,16 @@ mod budget;
 mod cursor;
 pub(crate) mod loaders;
 mod mutation;
+mod node;
+mod paging;
 mod query;
+mod subscription;
 mod text_guard;
 mod types;
+pub mod ws;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{Context, EmptySubscription, Schema};
+use async_graphql::{Context, Schema};
 use async_graphql_axum::GraphQLResponse;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::State;
@@ -31,7 +35,12 @@ pub use query::QueryRoot;
 /// Every query: the dashboards' and the auditors'.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct Query(QueryRoot, audit::AuditQuery, azure::AzureQuery);
+pub struct Query(
+    QueryRoot,
+    audit::AuditQuery,
+    azure::AzureQuery,
+    node::NodeQuery,
+);
 
 /// Every mutation.
 #[derive(async_graphql::MergedObject, Default)]
@@ -47,7 +56,7 @@ pub struct Mutation(
 );
 
 /// The schema served at `/graphql`.
-pub type LatheSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type LatheSchema = Schema<Query, Mutation, subscription::Subscription>;
 
 /// Builds the schema; `state` is available to every resolver. A request's cost is checked by [`budget::Budget`]
 /// (with a message naming the budget, instead of async-graphql's own "Query is too complex").
@@ -56,21 +65,29 @@ pub fn build_schema(state: AppState) -> LatheSchema {
         max_fields: state.limits.graphql_max_fields,
         max_cost: state.limits.graphql_max_cost,
     };
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .data(state)
-        .extension(text_guard::TextGuard)
-        .extension(budget)
-        // Deep enough for the introspection query of GraphiQL and code generators (13 levels); what a request
-        // reads is bounded by the budget, not by its depth.
-        .limit_depth(16)
-        .finish()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        subscription::Subscription,
+    )
+    .data(state)
+    .extension(text_guard::TextGuard)
+    .extension(budget)
+    // Deep enough for the introspection query of GraphiQL and code generators (13 levels); what a request
+    // reads is bounded by the budget, not by its depth.
+    .limit_depth(16)
+    .finish()
 }
 
 /// The SDL the server serves; `schema.graphql` at the repository root must equal it.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        subscription::Subscription,
+    )
+    .finish()
+    .sdl()
 }
 
 /// The outcome of reading the caller's credentials, kept for resolvers: a query with no key can still be
@@ -192,10 +209,31 @@ pub async fn graphql_handler(
         )]);
         response.http_headers = headers;
     }
-    // Resolver errors are `ApiError`s, kept as the source of the GraphQL error. Errors without a source come from
-    // async-graphql itself (parse, validation, input coercion) or from the request budget: they are all the
-    // caller's to fix. Anything else is unexpected, so its text is not sent.
+    code_errors(&mut response);
+    if let Some(info) = rate {
+        info.write_headers(&mut response.http_headers);
+    }
+    if let Some(seconds) = retry_after {
+        response
+            .http_headers
+            .insert("retry-after", axum::http::HeaderValue::from(seconds));
+    }
+    GraphQLResponse::from(response).into_response()
+}
+
+/// Gives every error of a response its `extensions.code`. Resolver errors are `ApiError`s, kept as the source of the
+/// GraphQL error. Errors without a source come from async-graphql itself (parse, validation, input coercion) or
+/// from the request budget: they are all the caller's to fix. An error that already has a code (a subscription's
+/// `MISSED_CHANGES`) keeps it. Anything else is unexpected, so its text is not sent.
+fn code_errors(response: &mut async_graphql::Response) {
     for error in &mut response.errors {
+        if error
+            .extensions
+            .as_ref()
+            .is_some_and(|extensions| extensions.get("code").is_some())
+        {
+            continue;
+        }
         let code = match error.source::<ApiError>() {
             Some(api_error) => {
                 api_error.log_if_internal();
@@ -213,15 +251,6 @@ pub async fn graphql_handler(
             .get_or_insert_with(Default::default)
             .set("code", code);
     }
-    if let Some(info) = rate {
-        info.write_headers(&mut response.http_headers);
-    }
-    if let Some(seconds) = retry_after {
-        response
-            .http_headers
-            .insert("retry-after", axum::http::HeaderValue::from(seconds));
-    }
-    GraphQLResponse::from(response).into_response()
 }
 
 /// Reads the body up to `limit` bytes: a larger `Content-Length` is refused before reading anything, and a body

@@ -10,7 +10,7 @@ use super::types::{
     connection, scope_names, ApiKey, Build, DeliveryConnection, Organization, Project, QueueStatus,
     QueuedBuild, QueuedBuildConnection, Release, ReleaseConnection, ReleaseStatus,
 };
-use super::{budget, cursor, parse_id, Resolver};
+use super::{budget, paging, parse_id, Resolver};
 use crate::error::ApiError;
 
 /// The dashboards' queries.
@@ -33,27 +33,38 @@ impl QueryRoot {
         })
     }
 
-    /// Builds in the queue with one status, newest first.
-    #[graphql(complexity = "budget::paged(first, child_complexity)")]
+    /// Builds in the queue with one status, newest first (`last`/`before` page back towards the newest);
+    /// `totalCount` counts the builds with that status.
+    #[graphql(complexity = "budget::paged(paging::requested(first, last), child_complexity)")]
     async fn build_queue(
         &self,
         ctx: &Context<'_>,
         #[graphql(default_with = "QueueStatus::Pending")] status: QueueStatus,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<QueuedBuildConnection> {
         let r = Resolver::new(ctx, Scope::BuildsRead)?;
-        let limit = cursor::page_size(first)?;
+        let window = paging::window(first, after, last, before)?;
         let page = builds::queue_page(
             &r.state.pool,
             r.organization_id(),
             status.as_str(),
-            cursor::after(after)?,
-            limit,
+            window.keyset,
+            window.limit,
         )
         .await
         .map_err(ApiError::from)?;
-        Ok(connection(page, |row| row.received_at, QueuedBuild))
+        let mut queue: QueuedBuildConnection = connection(page, |row| row.received_at, QueuedBuild);
+        // Counted only when asked for: a count reads every entry with the status.
+        if ctx.look_ahead().field("totalCount").exists() {
+            queue.total_count =
+                builds::queue_count(&r.state.pool, r.organization_id(), status.as_str())
+                    .await
+                    .map_err(ApiError::from)?;
+        }
+        Ok(queue)
     }
 
     /// One build that went through the queue.
@@ -89,8 +100,13 @@ impl QueryRoot {
         Ok(row.map(Project))
     }
 
-    /// Releases, newest first, optionally of one project and one status.
-    #[graphql(complexity = "budget::paged(first, child_complexity)")]
+    /// Releases, newest first, optionally of one project and one status (`last`/`before` page back towards
+    /// the newest).
+    #[graphql(complexity = "budget::paged(paging::requested(first, last), child_complexity)")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a GraphQL field's arguments are its parameters: two filters and Relay's four"
+    )]
     async fn releases(
         &self,
         ctx: &Context<'_>,
@@ -98,24 +114,22 @@ impl QueryRoot {
         status: Option<ReleaseStatus>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<ReleaseConnection> {
         let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let window = paging::window(first, after, last, before)?;
         let filter = ReleaseFilter {
             project_id: project_id
                 .as_ref()
                 .map(|id| parse_id(id, "projectId"))
                 .transpose()?,
             status: status.map(Into::into),
-            after: cursor::after(after)?,
+            keyset: window.keyset,
         };
-        let page = releases::page(
-            &r.state.pool,
-            r.organization_id(),
-            &filter,
-            cursor::page_size(first)?,
-        )
-        .await
-        .map_err(ApiError::from)?;
+        let page = releases::page(&r.state.pool, r.organization_id(), &filter, window.limit)
+            .await
+            .map_err(ApiError::from)?;
         Ok(connection(page, |row| row.created_at, Release::from))
     }
 
@@ -148,21 +162,24 @@ impl QueryRoot {
 
     /// The organization's deliveries to the webhook and ingest endpoints, newest first: what arrived, and what
     /// became of it and why. Refused deliveries whose caller could not be identified are not shown.
-    #[graphql(complexity = "budget::paged(first, child_complexity)")]
+    #[graphql(complexity = "budget::paged(paging::requested(first, last), child_complexity)")]
     async fn webhook_deliveries(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
         outcome: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<DeliveryConnection> {
         let r = Resolver::new(ctx, Scope::BuildsRead)?;
+        let window = paging::window(first, after, last, before)?;
         let page = deliveries::page(
             &r.state.pool,
             r.organization_id(),
             outcome.as_deref(),
-            cursor::after(after)?,
-            cursor::page_size(first)?,
+            window.keyset,
+            window.limit,
         )
         .await
         .map_err(ApiError::from)?;

@@ -1,12 +1,12 @@
 //! `POST /api/v1/results/ingest`: a CI pipeline reports a build and its test results (the spec's
-//! `azure-pipelines.yml` step). The body's schema is in the README.
+//! `azure-pipelines.yml` step), as the JSON body the spec defines or as the report files test runners write (see
+//! `ingest_forms`). Both are described in the README.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use projections::idempotency::{self, Reservation};
 use projections::CommandContext;
 
 use super::deliveries::DeliveryLog;
-use super::ingest_body::parse_body;
+use super::ingest_forms;
 use super::webhook::{body_error, request_id};
 use super::{authenticate_intake, submit, BuildSubmission, IntakeResponse, Outcome};
 use crate::error::{ApiError, FieldError};
@@ -29,6 +29,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 pub async fn ingest(
     State(state): State<AppState>,
     client: ClientIp,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -38,7 +39,7 @@ pub async fn ingest(
     // between the commit of its events and the recording of its `Idempotency-Key`'s answer: the key would stay
     // "in progress" and every retry would get 409 until it is pruned a day later.
     let work = async move {
-        let result = handle(&state, client, &headers, body, &mut log).await;
+        let result = handle(&state, client, &uri, &headers, body, &mut log).await;
         log.respond(&state, result).await
     };
     match tokio::spawn(work.instrument(tracing::Span::current())).await {
@@ -50,6 +51,7 @@ pub async fn ingest(
 async fn handle(
     state: &AppState,
     client: ClientIp,
+    uri: &Uri,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     log: &mut DeliveryLog,
@@ -60,11 +62,20 @@ async fn handle(
     log.organization_id = Some(organization_id);
     log.rate = Some(caller.spend(state).await?);
     let idempotency_key = idempotency_key(headers)?;
-    let request_hash = hex::encode(Sha256::digest(&body));
-    let submission = parse_body(&body, organization_id, idempotency_key.as_deref())?;
-    // The body is not needed past this point; a 100,000-result call should not hold it while its events are
+    // The body is moved in and dropped once read: a 100,000-result call should not hold it while its events are
     // written.
-    drop(body);
+    let ingest_forms::Understood {
+        submission,
+        request_hash,
+    } = ingest_forms::read(
+        uri,
+        headers,
+        body,
+        organization_id,
+        idempotency_key.as_deref(),
+        state.limits.ingest_max_bytes,
+    )
+    .await?;
     let context = CommandContext {
         organization_id: Some(organization_id),
         actor: caller.actor,

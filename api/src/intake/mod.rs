@@ -10,7 +10,9 @@ mod caller;
 mod deliveries;
 pub mod ingest;
 mod ingest_body;
+mod ingest_forms;
 mod pruned;
+mod reports;
 pub mod webhook;
 
 use serde::{Deserialize, Serialize};

@@ -6,12 +6,14 @@
 //!     webhook --template tests/fixtures/azure-devops/build.complete.msdocs-2022.json --first-id 1
 //! loadgen … --rate 400 --duration 20 webhook …          # open loop at a fixed rate
 //! loadgen … --concurrency 8 --requests 200 ingest --results 1000
+//! loadgen … --concurrency 4 --requests 300 junit --results 1000       # JUnit XML bodies
 //! loadgen … --concurrency 1 --requests 2000 graphql --query '{ buildQueue(first: 20) { … } }'
 //! ```
 //!
 //! It is its own Cargo workspace, built apart from the service, so that the service's tests never build it.
 
 mod runner;
+mod subscribers;
 mod workload;
 
 use std::time::Duration;
@@ -75,21 +77,73 @@ enum WorkloadArg {
         #[arg(long, default_value_t = 1000)]
         results: usize,
     },
+    /// Results-ingest calls, each a new build with one JUnit XML file of this many test cases as the body.
+    Junit {
+        #[arg(long, default_value_t = 1000)]
+        results: usize,
+    },
     /// One GraphQL query, again and again.
     Graphql {
         #[arg(long)]
         query: String,
     },
+    /// Open GraphQL subscriptions and time the messages (see `subscribers.rs`); `--duration` is how long to listen.
+    Subscribers {
+        /// Active subscribers (`deliveryRecorded` with `--key`, each message timed).
+        #[arg(long, default_value_t = 10)]
+        active: usize,
+        /// Idle subscribers (`buildQueueChanged` with the `--idle-keys`, round robin).
+        #[arg(long, default_value_t = 990)]
+        idle: usize,
+        /// Keys of organizations that receive no builds, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        idle_keys: Vec<String>,
+        /// The service's process id, to read its memory before and after the idle subscriptions open.
+        #[arg(long)]
+        service_pid: Option<u32>,
+        /// Written with `ready` once every subscription is open.
+        #[arg(long)]
+        ready_file: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let WorkloadArg::Subscribers {
+        active,
+        idle,
+        idle_keys,
+        service_pid,
+        ready_file,
+    } = &args.workload
+    {
+        let plan = subscribers::Plan {
+            base_url: args.url.trim_end_matches('/').to_owned(),
+            active_key: args.key.clone(),
+            idle_keys: idle_keys.clone(),
+            active: *active,
+            idle: if idle_keys.is_empty() { 0 } else { *idle },
+            service_pid: *service_pid,
+            ready_file: ready_file.clone(),
+            duration: Duration::from_secs_f64(args.duration),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads.max(1))
+            .enable_all()
+            .build()?;
+        let mut summary = runtime.block_on(subscribers::run(plan))?;
+        summary["workload"] = "subscribers".into();
+        println!("{summary}");
+        return Ok(());
+    }
     let (name, workload) = match &args.workload {
         WorkloadArg::Webhook { template, first_id } => {
             ("webhook", Workload::webhook(template, *first_id)?)
         }
         WorkloadArg::Ingest { results } => ("ingest", Workload::ingest(*results)),
+        WorkloadArg::Junit { results } => ("junit", Workload::junit(*results)),
         WorkloadArg::Graphql { query } => ("graphql", Workload::graphql(query)),
+        WorkloadArg::Subscribers { .. } => unreachable!("handled above"),
     };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs_f64(args.timeout))

@@ -128,7 +128,7 @@ async fn send(
         .bearer_auth(&target.api_key);
     if let Some(body) = body {
         request = request
-            .header("content-type", "application/json")
+            .header("content-type", workload.content_type())
             .body(body);
     }
     let response = request

@@ -29,6 +29,7 @@ pub enum Workload {
         method: Method,
         path: String,
         body: Option<Vec<u8>>,
+        content_type: &'static str,
     },
 }
 
@@ -81,6 +82,45 @@ impl Workload {
             method: Method::POST,
             path: "/api/v1/results/ingest".to_owned(),
             body: Some(serde_json::to_vec(&body).expect("a JSON value serializes")),
+            content_type: "application/json",
+        }
+    }
+
+    /// Results-ingest calls of one JUnit XML file of `results` test cases each, the build's fields in the query
+    /// (the same build fields and the same mix of statuses and messages as [`Workload::ingest`]; failures carry a
+    /// short stack trace, as real reports do).
+    pub fn junit(results: usize) -> Self {
+        let mut xml = String::from(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"bench\">\n",
+        );
+        for suite in 0..results.div_ceil(100) {
+            xml.push_str(&format!(
+                "  <testsuite name=\"suite {suite}\" hostname=\"bench-agent\" tests=\"100\">\n"
+            ));
+            for n in suite * 100..results.min(suite * 100 + 100) {
+                let time = format!("{:.3}", ((n * 7) % 3000) as f64 / 1000.0);
+                xml.push_str(&format!(
+                    "    <testcase classname=\"suite {suite}\" name=\"test case number {n}\" time=\"{time}\""
+                ));
+                match n % 20 {
+                    0 => xml.push_str("><skipped message=\"not on this platform\"/></testcase>\n"),
+                    1 | 2 => xml.push_str(
+                        "><failure message=\"expected 200, got 500\" type=\"AssertionError\">AssertionError: \
+                         expected 200, got 500\n    at Suite.test (suite.js:42:7)</failure></testcase>\n",
+                    ),
+                    _ => xml.push_str("/>\n"),
+                }
+            }
+            xml.push_str("  </testsuite>\n");
+        }
+        xml.push_str("</testsuites>\n");
+        Self::Fixed {
+            method: Method::POST,
+            path: "/api/v1/results/ingest?build_name=Bench%20nightly&branch=main\
+                   &commit_sha=6e12f6141917f66a2964af55952ee33914d2d91f"
+                .to_owned(),
+            body: Some(xml.into_bytes()),
+            content_type: "application/xml",
         }
     }
 
@@ -92,6 +132,15 @@ impl Workload {
             body: Some(
                 serde_json::to_vec(&json!({ "query": query })).expect("a JSON value serializes"),
             ),
+            content_type: "application/json",
+        }
+    }
+
+    /// The type of the bodies sent.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Self::Webhook { .. } => "application/json",
+            Self::Fixed { content_type, .. } => content_type,
         }
     }
 
@@ -110,7 +159,9 @@ impl Workload {
                 body.extend_from_slice(after);
                 (Method::POST, "/api/webhooks/azure-devops", Some(body))
             }
-            Self::Fixed { method, path, body } => (method.clone(), path, body.clone()),
+            Self::Fixed {
+                method, path, body, ..
+            } => (method.clone(), path, body.clone()),
         }
     }
 
@@ -154,5 +205,14 @@ mod tests {
         };
         let value: Value = serde_json::from_slice(&body.unwrap()).unwrap();
         assert_eq!(value["test_results"].as_array().unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn a_junit_body_holds_the_asked_number_of_test_cases() {
+        let workload = Workload::junit(1000);
+        let body = String::from_utf8(workload.request(0).2.unwrap()).unwrap();
+        assert_eq!(body.matches("<testcase ").count(), 1000);
+        assert_eq!(body.matches("<failure ").count(), 100);
+        assert_eq!(workload.content_type(), "application/xml");
     }
 }

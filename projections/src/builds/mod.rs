@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::Page;
+use crate::{Keyset, Page};
 
 pub use projector::BuildsProjector;
 
@@ -46,7 +46,7 @@ pub struct BuildRow {
     pub tests_skipped: i64,
 }
 
-const COLUMNS: &str = "build_id, organization_id, source, build_name, project_id, branch, commit_sha, \
+pub(crate) const COLUMNS: &str = "build_id, organization_id, source, build_name, project_id, branch, commit_sha, \
     pull_request_number, pull_request_repository_id, url, result, received_at, queue_status, queue_reason, \
     rejection_reason, resolved_at, release_id, added_to_release_at, tests_total, tests_passed, tests_failed, \
     tests_skipped";
@@ -66,22 +66,22 @@ pub async fn find(
     .await
 }
 
-/// A page of the queue with one status, newest first; `after` is the `(received_at, build_id)` of the previous
-/// page's last row.
+/// A page of the queue with one status, newest first, at `keyset` on `(received_at, build_id)`.
 pub async fn queue_page(
     pool: &PgPool,
     organization_id: Uuid,
     status: &str,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    keyset: Keyset,
     limit: i64,
 ) -> Result<Page<BuildRow>, sqlx::Error> {
-    let (after_time, after_id) = after.unzip();
+    let (after_time, after_id) = keyset.binds();
     let rows = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM builds
-         WHERE organization_id = $1 AND queue_status = $2
-           AND ($3::timestamptz IS NULL OR (received_at, build_id) < ($3, $4))
-         ORDER BY received_at DESC, build_id DESC
-         LIMIT $5"
+         WHERE organization_id = $1 AND queue_status = $2 AND {}
+         ORDER BY {}
+         LIMIT $5",
+        keyset.condition("received_at", "build_id", 3, 4),
+        keyset.order("received_at", "build_id"),
     ))
     .bind(organization_id)
     .bind(status)
@@ -90,52 +90,45 @@ pub async fn queue_page(
     .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    Ok(Page::from_overfetch(rows, limit))
+    Ok(Page::from_keyset(rows, limit, &keyset))
 }
 
-/// A page of the builds of a release, newest first; `after` is the `(added_to_release_at, build_id)` of the
-/// previous page's last row.
-pub async fn release_page(
+/// How many builds of an organization's queue have a status.
+pub async fn queue_count(
     pool: &PgPool,
-    release_id: Uuid,
-    after: Option<(DateTime<Utc>, Uuid)>,
-    limit: i64,
-) -> Result<Page<BuildRow>, sqlx::Error> {
-    let (after_time, after_id) = after.unzip();
-    let rows = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM builds
-         WHERE release_id = $1
-           AND ($2::timestamptz IS NULL OR (added_to_release_at, build_id) < ($2, $3))
-         ORDER BY added_to_release_at DESC, build_id DESC
-         LIMIT $4"
-    ))
-    .bind(release_id)
-    .bind(after_time)
-    .bind(after_id)
-    .bind(limit + 1)
-    .fetch_all(pool)
-    .await?;
-    Ok(Page::from_overfetch(rows, limit))
+    organization_id: Uuid,
+    status: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM builds WHERE organization_id = $1 AND queue_status = $2",
+    )
+    .bind(organization_id)
+    .bind(status)
+    .fetch_one(pool)
+    .await
 }
 
-/// The first page of the builds of each of several releases, newest first: one statement for a page of releases
-/// (the dashboards' `releases { builds }`), instead of one per release. `after` applies to every release.
+/// A page of the builds of each of several releases, newest first: one statement for a page of releases
+/// (the dashboards' `releases { builds }`), instead of one per release. `keyset` (on `(added_to_release_at,
+/// build_id)`) applies to every release.
 pub async fn release_pages(
     pool: &PgPool,
     release_ids: &[Uuid],
-    after: Option<(DateTime<Utc>, Uuid)>,
+    keyset: Keyset,
     limit: i64,
 ) -> Result<std::collections::HashMap<Uuid, Page<BuildRow>>, sqlx::Error> {
-    let (after_time, after_id) = after.unzip();
+    let (after_time, after_id) = keyset.binds();
     let rows: Vec<BuildRow> = sqlx::query_as(&format!(
         "SELECT b.* FROM unnest($1::uuid[]) WITH ORDINALITY AS p(release_id, n)
          CROSS JOIN LATERAL (
              SELECT {COLUMNS} FROM builds
-             WHERE release_id = p.release_id
-               AND ($2::timestamptz IS NULL OR (added_to_release_at, build_id) < ($2, $3))
-             ORDER BY added_to_release_at DESC, build_id DESC
+             WHERE release_id = p.release_id AND {}
+             ORDER BY {}
              LIMIT $4) b
-         ORDER BY p.n, b.added_to_release_at DESC, b.build_id DESC"
+         ORDER BY p.n, {}",
+        keyset.condition("added_to_release_at", "build_id", 2, 3),
+        keyset.order("added_to_release_at", "build_id"),
+        keyset.order("b.added_to_release_at", "b.build_id"),
     ))
     .bind(release_ids)
     .bind(after_time)
@@ -148,6 +141,7 @@ pub async fn release_pages(
         rows,
         |row| row.release_id,
         limit,
+        &keyset,
     ))
 }
 

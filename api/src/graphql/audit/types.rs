@@ -165,11 +165,14 @@ impl AuditEventConnection {
                 node: AuditEvent(record),
             })
             .collect();
+        let start_cursor = edges.first().map(|edge| edge.cursor.clone());
         let end_cursor = edges.last().map(|edge| edge.cursor.clone());
         Ok(Self {
             edges,
             page_info: PageInfo {
                 has_next_page: page.has_next_page,
+                has_previous_page: filter.after.is_some(),
+                start_cursor,
                 end_cursor,
             },
         })

@@ -95,7 +95,7 @@ pub struct QueuedBuild(pub BuildRow);
 
 #[Object]
 impl QueuedBuild {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.build_id.to_string())
     }
     async fn build_name(&self) -> &str {
@@ -141,6 +141,10 @@ impl QueuedBuild {
     async fn release_id(&self) -> Option<ID> {
         self.0.release_id.map(|id| ID(id.to_string()))
     }
+    /// The release it was assigned to, if any (read with the other builds' releases of a page).
+    async fn release(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::Release>> {
+        super::release_of(ctx, self.0.organization_id, self.0.release_id).await
+    }
     async fn resolved_at(&self) -> Option<DateTime<Utc>> {
         self.0.resolved_at
     }
@@ -151,7 +155,7 @@ pub struct Build(pub BuildRow);
 
 #[Object]
 impl Build {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.build_id.to_string())
     }
     async fn build_name(&self) -> &str {
@@ -165,6 +169,10 @@ impl Build {
     }
     async fn release_id(&self) -> Option<ID> {
         self.0.release_id.map(|id| ID(id.to_string()))
+    }
+    /// The release it is in (read with the other builds' releases of a page).
+    async fn release(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::Release>> {
+        super::release_of(ctx, self.0.organization_id, self.0.release_id).await
     }
     async fn branch(&self) -> Option<&str> {
         self.0.branch.as_deref()
@@ -206,6 +214,7 @@ impl Build {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<TestResultConnection> {
+        let has_previous_page = after.is_some();
         let key = BuildResults {
             build_id: self.0.build_id,
             status: status.map(TestStatus::as_str),
@@ -224,11 +233,14 @@ impl Build {
             .into_iter()
             .map(|row| (cursor::encode_ordinal(row.ordinal), TestResult(row)))
             .collect();
+        let start_cursor = items.first().map(|(cursor, _)| cursor.clone());
         let end_cursor = items.last().map(|(cursor, _)| cursor.clone());
         Ok(TestResultConnection::from((
             items,
             PageInfo {
                 has_next_page,
+                has_previous_page,
+                start_cursor,
                 end_cursor,
             },
         )))
@@ -258,7 +270,7 @@ pub struct TestResult(pub TestResultRow);
 
 #[Object]
 impl TestResult {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.test_result_id.to_string())
     }
     async fn title(&self) -> &str {

@@ -11,7 +11,7 @@ pub struct ApiKey(pub ApiKeyRow);
 
 #[Object]
 impl ApiKey {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.api_key_id.to_string())
     }
     async fn name(&self) -> &str {

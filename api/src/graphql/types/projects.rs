@@ -13,7 +13,7 @@ pub struct Project(pub ProjectRow);
 
 #[Object]
 impl Project {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.project_id.to_string())
     }
     async fn name(&self) -> &str {

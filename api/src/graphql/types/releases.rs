@@ -9,7 +9,7 @@ use projections::Page;
 use super::{connection, Build, BuildConnection, Project};
 use crate::error::ApiError;
 use crate::graphql::loaders::{Loaders, ReleaseBuilds};
-use crate::graphql::{budget, cursor};
+use crate::graphql::{budget, paging};
 
 /// A release's stage.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -45,6 +45,8 @@ impl From<ReleaseStatus> for domain::release::ReleaseStatus {
 pub struct Release {
     #[graphql(skip)]
     pub row: ReleaseRow,
+    // Owned, like every other `Node`'s id.
+    #[graphql(owned)]
     pub id: ID,
     pub project_id: ID,
     pub name: String,
@@ -77,18 +79,21 @@ impl Release {
         super::project_of(ctx, self.row.organization_id, Some(self.row.project_id)).await
     }
 
-    /// The release's builds, newest first.
-    #[graphql(complexity = "budget::paged(first, child_complexity)")]
+    /// The release's builds, newest first (`last`/`before` page back towards the newest).
+    #[graphql(complexity = "budget::paged(paging::requested(first, last), child_complexity)")]
     async fn builds(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<BuildConnection> {
+        let window = paging::window(first, after, last, before)?;
         let key = ReleaseBuilds {
             release_id: self.row.release_id,
-            after: cursor::after(after)?,
-            limit: cursor::page_size(first)?,
+            keyset: window.keyset,
+            limit: window.limit,
         };
         let page = ctx
             .data::<Loaders>()?
@@ -99,11 +104,15 @@ impl Release {
             .unwrap_or(Page {
                 items: Vec::new(),
                 has_next_page: false,
+                has_previous_page: false,
             });
-        Ok(connection(
+        let mut builds: BuildConnection = connection(
             page,
             |row| row.added_to_release_at.unwrap_or(row.received_at),
             Build,
-        ))
+        );
+        // Kept by the releases read model with every build that joins.
+        builds.total_count = i64::from(self.row.build_count);
+        Ok(builds)
     }
 }

@@ -54,7 +54,39 @@ pub(super) fn parse_body(
             "the body must be a JSON object",
         )]));
     };
-    let object = &object;
+    assemble(
+        &object,
+        results,
+        result_problems,
+        organization_id,
+        idempotency_key,
+    )
+}
+
+/// A submission from build fields that came as text (query parameters, multipart fields) and results read from
+/// report files: the fields are checked exactly as a JSON body's.
+pub(super) fn from_fields(
+    object: &serde_json::Map<String, Value>,
+    results: Vec<TestResult>,
+    organization_id: Uuid,
+    idempotency_key: Option<&str>,
+) -> Result<BuildSubmission, ApiError> {
+    assemble(
+        object,
+        Results::List(results),
+        Problems::default(),
+        organization_id,
+        idempotency_key,
+    )
+}
+
+fn assemble(
+    object: &serde_json::Map<String, Value>,
+    results: Results,
+    result_problems: Problems,
+    organization_id: Uuid,
+    idempotency_key: Option<&str>,
+) -> Result<BuildSubmission, ApiError> {
     let mut problems = Problems::default();
     let build_name = problems.text(object, "build_name", "build_name", input::NAME);
     if build_name.is_none()
