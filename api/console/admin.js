@@ -221,7 +221,7 @@ export function deliveriesPage(main, alive) {
       h('button', { type: 'button', disabled: !conn.pageInfo.hasNextPage, onclick: () => { cursors.push(conn.pageInfo.endCursor); } }, 'Older'));
   };
   outcome.addEventListener('change', () => { cursors.length = 1; });
-  return live('Deliveries', variables, render, { everyMs: 2000, alive });
+  return live('Deliveries', variables, render, { everyMs: 2000, alive, subscription: 'DeliveryRecorded' });
 }
 
 /** Step 2 of the spec as copy and paste: the webhook URL, its header, and an azure-pipelines.yml step. */

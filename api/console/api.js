@@ -124,6 +124,7 @@ export function subscribe(name, variables, onEvent, onState) {
         pause = 1000;
         socket.send(JSON.stringify({ id: '1', type: 'subscribe',
           payload: { query: ops.get(name), variables: variables(), operationName: name } }));
+        document.documentElement.dataset.live = 'socket';
         onState(true);
       } else if (frame.type === 'ping') {
         socket.send(JSON.stringify({ type: 'pong' }));
@@ -134,6 +135,7 @@ export function subscribe(name, variables, onEvent, onState) {
       }
     };
     socket.onclose = () => {
+      document.documentElement.dataset.live = 'polling';
       onState(false);
       if (closed) return;
       retry = setTimeout(connect, pause);

@@ -1,5 +1,5 @@
 // Releases with the Build Queue on top, and one build's page (results, work-item links, history).
-import { gql, live, can } from './api.js';
+import { gql, live, subscribe, can } from './api.js';
 import { h, field, errorBox, act, when, shortSha, reasonText, title } from './ui.js';
 
 const PAGE = 25;
@@ -27,9 +27,9 @@ export async function releasesPage(main, alive) {
   const queueSection = h('section', { 'aria-labelledby': 'queue-h', class: 'queue' });
   const releaseSection = h('section', { 'aria-labelledby': 'rel-h' });
   main.append(queueSection, releaseSection);
-  const stopQueue = buildQueue(queueSection, picks, alive, () => refreshReleases());
-  const refreshReleases = releaseList(releaseSection, picks, alive);
-  return () => stopQueue();
+  const stopQueue = buildQueue(queueSection, picks, alive, () => releases.refresh());
+  const releases = releaseList(releaseSection, picks, alive);
+  return () => { stopQueue(); releases.stop(); };
 }
 
 /** The Build Queue: pending builds, a page at a time, updated live while nobody is typing in it. */
@@ -38,6 +38,7 @@ function buildQueue(section, picks, alive, changed) {
   const selected = new Set();
   let rows = [];
   let busy = false;
+  let lastSeen = null;
   const heading = h('h2', { id: 'queue-h' }, 'Build Queue');
   const status = h('p', { class: 'muted', 'aria-live': 'polite' }, 'Reading the queue…');
   const tbody = h('tbody');
@@ -59,11 +60,17 @@ function buildQueue(section, picks, alive, changed) {
     if (error) { status.textContent = `The queue could not be read: ${error.message}`; return; }
     if (editing()) return;
     const conn = data.buildQueue;
+    // Unchanged data is not drawn again: a redraw would take the keyboard focus from the row a person is on.
+    const seen = JSON.stringify(conn);
+    if (seen === lastSeen) return;
+    lastSeen = seen;
     rows = conn.edges.map((e) => e.node);
     for (const id of [...selected]) if (!rows.some((r) => r.id === id)) selected.delete(id);
     const page = cursors.length;
+    const pages = Math.max(1, Math.ceil(conn.totalCount / PAGE));
+    heading.textContent = conn.totalCount ? `Build Queue (${conn.totalCount.toLocaleString()})` : 'Build Queue';
     status.textContent = rows.length
-      ? `${rows.length} pending on page ${page}${conn.pageInfo.hasNextPage ? ' (more on the next pages)' : ''}.`
+      ? `${conn.totalCount.toLocaleString()} pending; page ${page} of ${pages.toLocaleString()}.`
       : (page > 1 ? 'No more pending builds.' : 'No builds are waiting. New deliveries appear here by themselves.');
     tbody.replaceChildren(...rows.map(row));
     wrap.hidden = rows.length === 0;
@@ -177,9 +184,10 @@ function buildQueue(section, picks, alive, changed) {
 
   const variables = () => ({ first: PAGE, after: cursors[cursors.length - 1] });
   const refresh = async () => {
+    lastSeen = null;
     try { render(await gql('Queue', variables()), null); } catch (error) { render(null, error); }
   };
-  return live('Queue', variables, render, { everyMs: 1500, alive });
+  return live('Queue', variables, render, { everyMs: 1500, alive, subscription: 'QueueChanged' });
 }
 
 /** Releases of a project and status, each with its latest builds. */
@@ -192,6 +200,7 @@ function releaseList(section, picks, alive) {
   const error = errorBox();
   const pager = h('nav', { class: 'pager', 'aria-label': 'Release pages' });
   const cursors = [null];
+  let lastSeen = null;
   const filters = h('div', { class: 'filters' }, field('Project', project), field('Status', statusSel));
   section.replaceChildren(h('h2', { id: 'rel-h' }, 'Releases'), filters, error, list, pager);
   if (can('releases:write')) section.insertBefore(newRelease(), list);
@@ -203,6 +212,9 @@ function releaseList(section, picks, alive) {
         after: cursors[cursors.length - 1] });
       error.show(null);
       const conn = data.releases;
+      const seen = JSON.stringify(conn);
+      if (seen === lastSeen) return;
+      lastSeen = seen;
       list.replaceChildren(...(conn.edges.length ? conn.edges.map((e) => release(e.node))
         : [h('p', { class: 'muted' }, 'No releases here.')]));
       pager.replaceChildren(
@@ -284,9 +296,15 @@ function releaseList(section, picks, alive) {
     form.querySelector('select, input').focus();
   }
 
+  // Live: a release that changes (a build joins or leaves it, it is completed) makes the list read again.
+  let pending = null;
+  const stop = subscribe('ReleaseChanged', () => ({}), () => {
+    if (!alive()) { stop(); return; }
+    pending ??= setTimeout(() => { pending = null; refresh(); }, 200);
+  }, () => {});
   refresh();
-  const timer = setInterval(() => (alive() ? refresh() : clearInterval(timer)), 5000);
-  return refresh;
+  const timer = setInterval(() => (alive() ? refresh() : (clearInterval(timer), stop())), 30000);
+  return { refresh, stop: () => { clearInterval(timer); clearTimeout(pending); stop(); } };
 }
 
 /** One build: summary, results (failures first, filter by status), work-item links, history. */

@@ -192,25 +192,44 @@ impl Browser {
         }
     }
 
-    /// Clicks the element matching `css`.
+    /// Clicks the element matching `css`, found again if the live page drew it anew in between.
     pub async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.click_element(&element).await;
-    }
-
-    pub async fn click_element(&self, element: &str) {
-        let answer = self
-            .post(&format!("/element/{element}/click"), json!({}))
-            .await;
-        assert!(answer.is_null(), "the click failed: {answer}");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let element = self.find(css).await;
+            let answer = self
+                .post(&format!("/element/{element}/click"), json!({}))
+                .await;
+            if answer.is_null() {
+                return;
+            }
+            let stale = answer["error"] == "stale element reference";
+            assert!(
+                stale && tokio::time::Instant::now() < deadline,
+                "the click failed: {answer}"
+            );
+        }
     }
 
     /// Clicks the button whose text is `text`, inside the element matching the XPath `within` (e.g. `//main`).
+    /// A live page may draw the button anew between finding and clicking it: then it is found again.
     pub async fn click_button(&self, within: &str, text: &str) {
-        let element = self
-            .find_xpath(&format!("{within}//button[normalize-space()='{text}']"))
-            .await;
-        self.click_element(&element).await;
+        let xpath = format!("{within}//button[normalize-space()='{text}']");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let element = self.find_xpath(&xpath).await;
+            let answer = self
+                .post(&format!("/element/{element}/click"), json!({}))
+                .await;
+            if answer.is_null() {
+                return;
+            }
+            let stale = answer["error"] == "stale element reference";
+            assert!(
+                stale && tokio::time::Instant::now() < deadline,
+                "the click failed: {answer}"
+            );
+        }
     }
 
     /// Types `text` into the element matching `css`, replacing what it held.

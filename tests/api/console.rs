@@ -89,6 +89,14 @@ async fn step_3_a_delivery_appears_in_the_build_queue_without_a_reload_is_assign
     browser
         .wait_for_text("section.queue", "No builds are waiting")
         .await;
+    // The page listens on the WebSocket (its poll falls back to every 30 s while the socket is up).
+    browser
+        .wait_until(
+            "the console's subscription is up",
+            "return document.documentElement.dataset.live === 'socket';",
+            json!([]),
+        )
+        .await;
 
     let answer = app
         .webhook(&Auth::Bearer(org.key.clone()), &delivery(4242, "main"))
@@ -696,4 +704,27 @@ async fn a_project_is_connected_to_azure_devops_and_disconnected_from_its_integr
         )
         .await;
     assert_eq!(data["project"]["azureDevOps"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_websocket_upgrade_takes_the_session_cookie_only_from_this_origin() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let (pair, _, _) = http_sign_in(&app, &org.key).await;
+    let upgrade = |origin: String| {
+        app.client
+            .get(format!("{}/graphql/ws", app.address))
+            .header("cookie", &pair)
+            .header("origin", origin)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-protocol", "graphql-transport-ws")
+            .send()
+    };
+    let foreign = upgrade("https://evil.example".to_owned()).await.unwrap();
+    assert_eq!(foreign.status(), 403);
+    let own = upgrade(app.address.clone()).await.unwrap();
+    assert_eq!(own.status(), 101);
 }

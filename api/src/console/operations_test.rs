@@ -113,8 +113,8 @@ async fn every_console_operation_is_valid_against_the_schema() {
 fn every_operation_a_script_sends_is_in_the_document() {
     let names = operation_names(super::assets::operations());
     for (file, script) in super::assets::scripts() {
-        // Scripts name operations as `gql('Name'`, `live('Name'` and `subscription: 'Name'`.
-        for call in ["gql('", "live('", "subscription: '"] {
+        // Scripts name operations as `gql('Name'`, `live('Name'`, `subscribe('Name'` and `subscription: 'Name'`.
+        for call in ["gql('", "live('", "subscribe('", "subscription: '"] {
             for part in script.split(call).skip(1) {
                 let name = part.split('\'').next().unwrap_or_default();
                 assert!(
