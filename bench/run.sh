@@ -5,7 +5,8 @@
 #
 # Builds the service and the load generator (release), creates a fresh database on the local PostgreSQL, starts
 # `lathe serve` on a free loopback port, measures the pgbench ceiling in that database, drives the service over
-# HTTP with bench/loadgen (JSON and JUnit XML ingest), runs `lathe replay` over 1,000,000 events when this build has it, and prints a table
+# HTTP with bench/loadgen (JSON and JUnit XML ingest), loads the console in headless Chromium (bench/console.sh),
+# runs `lathe replay` over 1,000,000 events when this build has it, and prints a table
 # with PASS/FAIL per target. It stops by itself (every step has a request count and a time limit) and always
 # kills the service and drops its databases. Results and logs are kept in target/bench/<time>/.
 # See docs/PERFORMANCE.md for what each figure means and the last recorded run.
@@ -301,6 +302,21 @@ phase_begin
 loadgen queue --concurrency 1 --requests "$QUEUE_READS" --duration 60 --expect '"buildName"' graphql --query "$QUERY"
 phase_end "buildQueue reads, 1 connection" "$(field queue .requests)" queue
 
+# ---- 7. the console in headless Chromium: time to the first queue page over the same pending entries, bytes -------
+CONSOLE_STATUS=skipped
+if command -v chromedriver >/dev/null && { command -v chromium || command -v chromium-browser; } >/dev/null; then
+    log "console: Releases page in headless Chromium over $(thousands "$PENDING") pending entries"
+    if bench/console.sh "$URL" "$KEY" "$OUT/console.json" >/dev/null 2>"$OUT/console.log"; then
+        CONSOLE_STATUS=ran
+        log "  first queue page: median $(jq .queue_ms_median "$OUT/console.json") ms; first load $(jq .first_load_bytes "$OUT/console.json") bytes"
+    else
+        CONSOLE_STATUS=failed
+        log "  bench/console.sh failed (see $OUT/console.log)"
+    fi
+else
+    log "console: skipped (install chromium and chromium-driver to measure it)"
+fi
+
 # ---- 1b. webhook latency at half the measured maximum rate (open loop) -------------------------------------------
 RATE=$(awk -v r="$WEBHOOK_RPS" 'BEGIN { printf "%d", r / 2 }')
 ((RATE >= 1)) || RATE=1
@@ -450,6 +466,12 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':(exclude)benc
     echo "| 4 | \`lathe replay\`, $(thousands "${REPLAY_N:-$REPLAY_EVENTS}") events (synthetic seed) | $R_MEASURED | $R_X | ≥ 50,000 events/s | $R_VERDICT |"
     echo "| 5 | Service peak RSS (VmHWM) over the whole run | $((PEAK_KB / 1024)) MB | — | < 150 MB | $(verdict "$PEAK_KB < 150 * 1024") |"
     subscription_rows
+    case $CONSOLE_STATUS in
+        ran) echo "| 7 | Console: Releases page until its first Build Queue page is shown, $(thousands "$PENDING") pending, headless Chromium (median of $(jq '.queue_ms | length' "$OUT/console.json") loads: $(jq -c .queue_ms "$OUT/console.json") ms) | $(jq .queue_ms_median "$OUT/console.json") ms | — | < 1 s | $(verdict "$(jq .queue_ms_median "$OUT/console.json") < 1000") |"
+             echo "| 7 | Console: bytes transferred on first load (page and assets, gzipped; with the Releases page's API calls $(thousands "$(jq .first_visit_bytes "$OUT/console.json")")) | $(thousands "$(jq .first_load_bytes "$OUT/console.json")") B | — | < 200 KB | $(verdict "$(jq .first_load_bytes "$OUT/console.json") < 200 * 1024") |" ;;
+        failed) echo "| 7 | Console in headless Chromium | failed (see console.log) | — | < 1 s, < 200 KB | FAIL |" ;;
+        *) echo "| 7 | Console in headless Chromium | not measured: chromium or chromedriver missing | — | < 1 s, < 200 KB | SKIP |" ;;
+    esac
     echo
     echo "Other percentiles: webhook closed loop p50 $(fixed "$(field webhook .latency_ms.p50)") / p99 $(fixed "$(field webhook .latency_ms.p99)") ms;" \
         "at $RATE/s p50 $(fixed "$(field webhook-rate .latency_ms.p50)") / p99.9 $(fixed "$(field webhook-rate .latency_ms.p999)") ms" \

@@ -334,6 +334,15 @@ pub struct Settings {
         default_value_t = 15
     )]
     pub websocket_ping_interval_secs: u64,
+    /// Minutes a browser-console session may stay unused before it ends (it also ends when signed out, when its
+    /// key is revoked or expires, and when the process restarts: sessions live in the process's memory).
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_CONSOLE_SESSION_IDLE_MINUTES",
+        default_value_t = 480
+    )]
+    pub console_session_idle_minutes: u64,
 }
 
 impl Settings {
@@ -379,6 +388,7 @@ impl Settings {
             subscription_buffer: 256,
             websocket_init_timeout_secs: 10,
             websocket_ping_interval_secs: 15,
+            console_session_idle_minutes: 480,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod azure;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod graphql;
 pub mod input;

@@ -1,5 +1,8 @@
 //! Every route of the service, and the layers around them.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRef, State};
 use axum::http::{Request, StatusCode};
@@ -9,6 +12,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::console;
 use crate::graphql::{self, LatheSchema};
 use crate::intake::{ingest, webhook};
 use crate::state::AppState;
@@ -38,6 +42,10 @@ impl FromRef<RouterState> for LatheSchema {
 pub fn routes(app: AppState) -> Router {
     let schema = graphql::build_schema(app.clone());
     let ingest_limit = app.limits.ingest_max_bytes;
+    let sessions = Arc::new(console::Sessions::new(Duration::from_secs(
+        app.limits.console_session_idle_minutes.saturating_mul(60),
+    )));
+    let console = console::router(app.clone(), sessions.clone());
     Router::new()
         .route(
             "/api/webhooks/azure-devops",
@@ -56,6 +64,12 @@ pub fn routes(app: AppState) -> Router {
         )
         .route("/graphql/ws", get(graphql::ws::handler))
         .with_state(RouterState { app, schema })
+        .merge(console)
+        // The console's session cookie stands for its key on `/graphql` only, after the cross-site checks.
+        .layer(axum::middleware::from_fn_with_state(
+            sessions,
+            console::cookie_to_bearer,
+        ))
 }
 
 /// Wraps `routes` in every layer a served router has: the panic guard, timeouts and client addresses (see

@@ -104,6 +104,7 @@ impl Application {
                     subscription_buffer: settings.subscription_buffer.max(1),
                     websocket_init_timeout_secs: settings.websocket_init_timeout_secs.max(1),
                     websocket_ping_interval_secs: settings.websocket_ping_interval_secs.max(1),
+                    console_session_idle_minutes: settings.console_session_idle_minutes.max(1),
                 },
                 azure,
             ),

@@ -101,6 +101,8 @@ pub struct Limits {
     pub websocket_init_timeout_secs: u64,
     /// Seconds between the server's pings on a WebSocket connection.
     pub websocket_ping_interval_secs: u64,
+    /// Minutes a console session may stay unused.
+    pub console_session_idle_minutes: u64,
 }
 
 impl AppState {

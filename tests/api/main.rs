@@ -4,6 +4,8 @@
 mod audit;
 mod auth;
 mod authority;
+mod browser;
+mod console;
 mod corrections;
 mod durability;
 mod fake_azure;
