@@ -149,6 +149,23 @@ async fn a_dashboard_page_of_releases_with_their_builds_and_results_is_answered(
     }
 }
 
+/// The service connected to PostgreSQL through [`counting_proxy`], with no background jobs or metrics ticks of its
+/// own, and the proxy's count of statements.
+pub(crate) async fn spawn_app_behind_counting_proxy() -> (TestApp, Arc<AtomicUsize>) {
+    let (proxy, statements) = counting_proxy().await;
+    let app = spawn_app_with(|settings| {
+        let url = settings
+            .database_url
+            .expose_secret()
+            .replace("127.0.0.1:5432", &proxy);
+        settings.database_url = secrecy::SecretString::from(format!("{url}?sslmode=disable"));
+        settings.background_jobs = false;
+        settings.metrics_interval_secs = 3600;
+    })
+    .await;
+    (app, statements)
+}
+
 /// Runs `query` three times and returns its answer with the fewest statements any one run executed: the service's
 /// own periodic work (key-usage notes, metrics gauges, the live listener) goes through the same proxy, and on a
 /// busy machine a run can take long enough for some of it to land inside. Per-parent reads would show in every run.
@@ -226,17 +243,7 @@ pub(crate) async fn counting_proxy() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn the_builds_results_and_projects_of_a_page_of_releases_are_read_in_a_few_statements() {
-    let (proxy, statements) = counting_proxy().await;
-    let app = spawn_app_with(|settings| {
-        let url = settings
-            .database_url
-            .expose_secret()
-            .replace("127.0.0.1:5432", &proxy);
-        settings.database_url = secrecy::SecretString::from(format!("{url}?sslmode=disable"));
-        settings.background_jobs = false;
-        settings.metrics_interval_secs = 3600;
-    })
-    .await;
+    let (app, statements) = spawn_app_behind_counting_proxy().await;
     let org = app.create_org("Fabrikam").await;
     for p in 0..4 {
         let project = app.create_project(&org.key, &format!("Project {p}")).await;

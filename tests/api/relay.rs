@@ -1,10 +1,9 @@
 //! Relay conventions dashboards rely on: full `PageInfo`, `last`/`before` on newest-first lists, `totalCount`,
 //! the `Node` interface with `node(id:)`/`nodes(ids:)`, and a page's projects and releases read in a few statements.
 
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use lathe_tests::{error_code, spawn_app, spawn_app_with, TestApp};
+use lathe_tests::{error_code, spawn_app, TestApp};
 
 /// Queues `count` builds of `project` (oldest first) and returns their ids, newest first.
 async fn queue(app: &TestApp, org: uuid::Uuid, project: Option<&str>, count: usize) -> Vec<String> {
@@ -248,17 +247,7 @@ async fn node_and_nodes_refetch_each_type_by_id_within_the_organization() {
 
 #[tokio::test]
 async fn a_page_of_queue_entries_with_their_projects_and_releases_is_read_in_a_few_statements() {
-    let (proxy, statements) = crate::graphql_cost::counting_proxy().await;
-    let app = spawn_app_with(|settings| {
-        let url = settings
-            .database_url
-            .expose_secret()
-            .replace("127.0.0.1:5432", &proxy);
-        settings.database_url = secrecy::SecretString::from(format!("{url}?sslmode=disable"));
-        settings.background_jobs = false;
-        settings.metrics_interval_secs = 3600;
-    })
-    .await;
+    let (app, statements) = crate::graphql_cost::spawn_app_behind_counting_proxy().await;
     let org = app.create_org("Fabrikam").await;
     for p in 0..4 {
         let project = app.create_project(&org.key, &format!("Project {p}")).await;

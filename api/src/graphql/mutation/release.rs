@@ -55,8 +55,8 @@ impl ReleaseMutation {
     }
 }
 
-/// Moves a release of the caller's organization along its life (complete, archive) and returns it.
-async fn transition_release(
+/// Moves a release of the caller's organization along its life (complete, archive, reopen, rename) and returns it.
+pub(super) async fn transition_release(
     r: &Resolver<'_>,
     id: &ID,
     command: impl FnOnce(DateTime<Utc>) -> ReleaseCommand,

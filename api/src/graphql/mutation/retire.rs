@@ -2,17 +2,19 @@
 //! take a project's build retention from Azure DevOps.
 
 use async_graphql::{Context, Object, ID};
+use chrono::{DateTime, Utc};
 
 use domain::api_key::Scope;
 use domain::project::{Project as ProjectAggregate, ProjectCommand};
-use domain::release::{Release as ReleaseAggregate, ReleaseCommand};
+use domain::release::ReleaseCommand;
 
 use crate::azure::retention_sync;
 use crate::error::ApiError;
 use crate::graphql::types::{Project, Release};
 use crate::graphql::{parse_id, Resolver};
 
-use super::{load_project, load_release};
+use super::load_project;
+use super::release::transition_release;
 
 /// Archiving and restoring projects, renaming and reopening releases, syncing retention.
 #[derive(Default)]
@@ -29,32 +31,13 @@ impl HousekeepingMutation {
         reason: Option<String>,
     ) -> async_graphql::Result<Project> {
         let r = Resolver::new(ctx, Scope::ProjectsWrite)?;
-        let project_id = load_project(&r, parse_id(&id, "id")?).await?.project_id;
-        let context = r.command_context();
-        let command = ProjectCommand::ArchiveProject {
-            reason,
-            at: context.at,
-        };
-        r.state
-            .store
-            .execute::<ProjectAggregate>(project_id, command, &context)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Project(load_project(&r, project_id).await?))
+        Ok(transition_project(&r, &id, |at| ProjectCommand::ArchiveProject { reason, at }).await?)
     }
 
     /// Brings an archived project back: it matches new builds again.
     async fn restore_project(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Project> {
         let r = Resolver::new(ctx, Scope::ProjectsWrite)?;
-        let project_id = load_project(&r, parse_id(&id, "id")?).await?.project_id;
-        let context = r.command_context();
-        let command = ProjectCommand::RestoreProject { at: context.at };
-        r.state
-            .store
-            .execute::<ProjectAggregate>(project_id, command, &context)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Project(load_project(&r, project_id).await?))
+        Ok(transition_project(&r, &id, |at| ProjectCommand::RestoreProject { at }).await?)
     }
 
     /// Takes the project's build retention from its Azure DevOps project (`purgeRuns`, `purgePullRequestRuns`,
@@ -106,31 +89,28 @@ impl HousekeepingMutation {
         name: String,
     ) -> async_graphql::Result<Release> {
         let r = Resolver::new(ctx, Scope::ReleasesWrite)?;
-        let release_id = load_release(&r, parse_id(&id, "id")?).await?.release_id;
-        let context = r.command_context();
-        let command = ReleaseCommand::RenameRelease {
-            name,
-            at: context.at,
-        };
-        r.state
-            .store
-            .execute::<ReleaseAggregate>(release_id, command, &context)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(load_release(&r, release_id).await?.into())
+        Ok(transition_release(&r, &id, |at| ReleaseCommand::RenameRelease { name, at }).await?)
     }
 
     /// Makes a completed release active again (not an archived one), so that builds can join it.
     async fn reopen_release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Release> {
         let r = Resolver::new(ctx, Scope::ReleasesWrite)?;
-        let release_id = load_release(&r, parse_id(&id, "id")?).await?.release_id;
-        let context = r.command_context();
-        let command = ReleaseCommand::ReopenRelease { at: context.at };
-        r.state
-            .store
-            .execute::<ReleaseAggregate>(release_id, command, &context)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(load_release(&r, release_id).await?.into())
+        Ok(transition_release(&r, &id, |at| ReleaseCommand::ReopenRelease { at }).await?)
     }
+}
+
+/// Archives or restores a project of the caller's organization and returns it (the project twin of
+/// [`transition_release`]).
+async fn transition_project(
+    r: &Resolver<'_>,
+    id: &ID,
+    command: impl FnOnce(DateTime<Utc>) -> ProjectCommand,
+) -> Result<Project, ApiError> {
+    let project_id = load_project(r, parse_id(id, "id")?).await?.project_id;
+    let context = r.command_context();
+    r.state
+        .store
+        .execute::<ProjectAggregate>(project_id, command(context.at), &context)
+        .await?;
+    Ok(Project(load_project(r, project_id).await?))
 }
