@@ -163,5 +163,12 @@ fn render(state: &AppState) -> String {
          # TYPE lathe_subscriptions_open gauge\nlathe_subscriptions_open {}",
         state.live.open_subscriptions()
     );
+    let _ = writeln!(
+        out,
+        "# HELP lathe_subscription_executions Distinct subscription operations running in this process (identical \
+         subscriptions of one key share one).\n\
+         # TYPE lathe_subscription_executions gauge\nlathe_subscription_executions {}",
+        state.shared_streams.executions()
+    );
     out
 }

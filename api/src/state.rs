@@ -37,6 +37,10 @@ pub struct AppState {
     pub gauges: Arc<crate::metrics::Gauges>,
     /// Live changes for subscriptions (see [`crate::live`]).
     pub live: Arc<crate::live::Live>,
+    /// The subscription executions shared by identical operations (see [`crate::graphql::shared`]).
+    pub shared_streams: Arc<crate::graphql::shared::SharedStreams>,
+    /// The report uploads being read, per organization (see [`crate::intake::ReportReaders`]).
+    pub report_readers: Arc<crate::intake::ReportReaders>,
 }
 
 /// The intake path's read-model lookups, cached briefly (see [`crate::cache`]).
@@ -133,6 +137,8 @@ impl AppState {
                 per_process: limits.subscriptions_max_per_process,
                 connections: limits.websocket_max_connections,
             })),
+            shared_streams: Arc::default(),
+            report_readers: Arc::default(),
         }
     }
 }

@@ -168,6 +168,34 @@ pub async fn wait_for_subscriptions(address: &str, count: usize) {
     }
 }
 
+/// A gauge of the service's `/metrics`.
+async fn metric(address: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{address}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Waits until the service at `address` reports `count` distinct subscription executions.
+async fn wait_for_executions(address: &str, count: u64) {
+    let started = std::time::Instant::now();
+    while metric(address, "lathe_subscription_executions").await != count {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "never {count} subscription executions"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 const DELIVERIES: &str =
     "subscription { deliveryRecorded { id outcome httpStatus queuedBuildId buildId } }";
 const QUEUE: &str = "subscription($s: QueueStatus) { buildQueueChanged(status: $s) { id status buildName project { name } } }";
@@ -352,16 +380,14 @@ async fn a_subscriber_that_stops_reading_does_not_hold_back_the_webhook_and_is_t
         .await;
     stalled.expect_ack().await;
     let fields: String = (0..400).map(|n| format!(" f{n}: message")).collect();
-    stalled
-        .subscribe(
-            "big",
-            &format!("subscription {{ deliveryRecorded {{ {fields} }} }}"),
-            json!({}),
-        )
-        .await;
+    let big = format!("subscription {{ deliveryRecorded {{ queuedBuildId {fields} }} }}");
+    stalled.subscribe("big", &big, json!({})).await;
+    // The healthy one subscribes to the same operation with the same key: they share one execution, and still
+    // only the stalled one misses anything.
     let mut reader = Socket::open(&app.address, &org.key).await;
-    reader.subscribe("d", DELIVERIES, json!({})).await;
+    reader.subscribe("d", &big, json!({})).await;
     wait_for_subscriptions(&app.address, 2).await;
+    assert_eq!(metric(&app.address, "lathe_subscription_executions").await, 1);
 
     // The healthy subscriber reads on while the webhook is called; the stalled one reads nothing.
     const DELIVERIES_SENT: i64 = 300;
@@ -572,6 +598,69 @@ async fn subscriptions_past_the_per_key_cap_are_refused() {
     wait_for_subscriptions(&app.address, 1).await;
     socket.subscribe("4", DELIVERIES, json!({})).await;
     wait_for_subscriptions(&app.address, 2).await;
+}
+
+#[tokio::test]
+async fn identical_subscriptions_of_one_key_share_one_execution() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let other = app.create_org("Contoso").await;
+    let mut first = Socket::open(&app.address, &org.key).await;
+    let mut second = Socket::open(&app.address, &org.key).await;
+    let mut elsewhere = Socket::open(&app.address, &other.key).await;
+    first.subscribe("a", DELIVERIES, json!({})).await;
+    second.subscribe("b", DELIVERIES, json!({})).await;
+    // Other variables, another organization's key: executions of their own.
+    first.subscribe("p", QUEUE, json!({"s": "PENDING"})).await;
+    second.subscribe("r", QUEUE, json!({"s": "REJECTED"})).await;
+    elsewhere.subscribe("c", DELIVERIES, json!({})).await;
+    wait_for_subscriptions(&app.address, 5).await;
+    assert_eq!(metric(&app.address, "lathe_subscription_executions").await, 4);
+
+    let answer = deliver(&app.address, &org.key, 1).await;
+    let queued = answer["queuedBuildId"].as_str().unwrap();
+    let mut got_delivery = false;
+    let mut got_pending = false;
+    while !(got_delivery && got_pending) {
+        let Received::Message(message) = first.receive().await else {
+            panic!("the connection closed");
+        };
+        let data = &message["payload"]["data"];
+        match message["id"].as_str().unwrap() {
+            "a" => {
+                assert_eq!(data["deliveryRecorded"]["queuedBuildId"], queued);
+                got_delivery = true;
+            }
+            "p" => {
+                assert_eq!(data["buildQueueChanged"]["id"], queued);
+                got_pending = true;
+            }
+            id => panic!("unexpected subscription {id}: {message}"),
+        }
+    }
+    // The second socket's copy of the shared answer; a REJECTED filter is not told of a pending build.
+    let payload = second.next_payload("b").await;
+    assert_eq!(payload["data"]["deliveryRecorded"]["queuedBuildId"], queued);
+
+    // One sharer leaving does not end the execution for the other.
+    first.send(json!({"id": "a", "type": "complete"})).await;
+    wait_for_subscriptions(&app.address, 4).await;
+    assert_eq!(metric(&app.address, "lathe_subscription_executions").await, 4);
+    let answer = deliver(&app.address, &org.key, 2).await;
+    let payload = second.next_payload("b").await;
+    assert_eq!(
+        payload["data"]["deliveryRecorded"]["queuedBuildId"],
+        answer["queuedBuildId"]
+    );
+    // The last one leaving ends it (without waiting for a change).
+    second.send(json!({"id": "b", "type": "complete"})).await;
+    wait_for_subscriptions(&app.address, 3).await;
+    wait_for_executions(&app.address, 3).await;
+    drop(first);
+    drop(second);
+    drop(elsewhere);
+    wait_for_subscriptions(&app.address, 0).await;
+    wait_for_executions(&app.address, 0).await;
 }
 
 #[tokio::test]

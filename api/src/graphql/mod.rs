@@ -9,6 +9,7 @@ mod mutation;
 mod node;
 mod paging;
 mod query;
+pub(crate) mod shared;
 mod subscription;
 mod text_guard;
 mod types;

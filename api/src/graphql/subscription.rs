@@ -91,10 +91,11 @@ where
 {
     let r = Resolver::new(ctx, Scope::BuildsRead)?;
     let live = &ctx.data_unchecked::<crate::state::AppState>().live;
-    let (receiver, ticket) = live.open(r.organization_id(), r.principal.api_key_id)?;
-    let stream = futures::stream::unfold((receiver, ticket), |(mut receiver, ticket)| async move {
+    // The subscription's place under the caps is held by its subscribers (`graphql::shared`).
+    let receiver = live.subscribe(r.organization_id());
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         let item = receiver.recv().await;
-        Some((item, (receiver, ticket)))
+        Some((item, receiver))
     })
     .take_while(|item| std::future::ready(!matches!(item, Err(RecvError::Closed))))
     .filter_map(move |item| {
@@ -111,7 +112,7 @@ where
     Ok(stream)
 }
 
-fn missed(count: Option<u64>) -> async_graphql::Error {
+pub(super) fn missed(count: Option<u64>) -> async_graphql::Error {
     let message = match count {
         Some(count) => format!(
             "{count} changes were missed (this subscriber read too slowly); refetch what you show"

@@ -24,7 +24,7 @@ use sqlx::PgPool;
 use projections::api_keys;
 
 use super::budget::ResponseBytes;
-use super::{loaders, Caller, LatheSchema};
+use super::{loaders, shared, Caller, LatheSchema};
 use crate::auth::{authenticate_key, bearer_token, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -338,13 +338,7 @@ impl LiveExecutor {
         )
         .await
         .map(drop)
-        .map_err(|error| {
-            let error = async_graphql::Error::new_with_source(error)
-                .into_server_error(async_graphql::Pos::default());
-            let mut response = async_graphql::Response::from_errors(vec![error]);
-            super::code_errors(&mut response);
-            response
-        })
+        .map_err(refused_response)
     }
 
     fn request(
@@ -394,13 +388,80 @@ impl Executor for LiveExecutor {
             if let Err(refused) = this.charge().await {
                 return futures::stream::iter([refused]).boxed();
             }
-            let (request, bytes) = this.request(request);
-            this.schema
-                .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-                .map(move |response| finish(response, &bytes))
-                .boxed()
+            // Subscriptions are shared by identical operations of one key; queries and mutations sent over the
+            // socket, and what does not parse, run on their own.
+            let operation = this
+                .principal
+                .lock()
+                .expect("principal")
+                .as_ref()
+                .filter(|_| is_subscription(&request))
+                .map(|principal| shared::Operation {
+                    api_key_id: principal.api_key_id,
+                    query: request.query.clone(),
+                    operation_name: request.operation_name.clone(),
+                    variables: serde_json::to_string(&request.variables).unwrap_or_default(),
+                });
+            let start = {
+                let this = this.clone();
+                move || {
+                    let (request, bytes) = this.request(request);
+                    this.schema
+                        .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+                        .map(move |response| finish(response, &bytes))
+                        .boxed()
+                }
+            };
+            let Some(operation) = operation else {
+                return start();
+            };
+            let ticket = match this.state.live.reserve(operation.api_key_id) {
+                Ok(ticket) => ticket,
+                Err(refused) => return futures::stream::iter([refused_response(refused)]).boxed(),
+            };
+            this.state.shared_streams.subscribe(
+                operation,
+                ticket,
+                this.state.live.buffer(),
+                start,
+                missed_response,
+            )
         })
         .flatten()
         .boxed()
     }
+}
+
+/// Whether the request's operation is a subscription.
+fn is_subscription(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(operation), _) => Some(operation),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next()
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    operation.is_some_and(|operation| operation.node.ty == OperationType::Subscription)
+}
+
+/// An answer refusing the operation, coded as on `POST /graphql`.
+fn refused_response(error: ApiError) -> async_graphql::Response {
+    let error = async_graphql::Error::new_with_source(error)
+        .into_server_error(async_graphql::Pos::default());
+    let mut response = async_graphql::Response::from_errors(vec![error]);
+    super::code_errors(&mut response);
+    response
+}
+
+/// The answer telling a subscriber that read too slowly how many answers it missed.
+fn missed_response(count: u64) -> async_graphql::Response {
+    let error = super::subscription::missed(Some(count)).into_server_error(async_graphql::Pos::default());
+    let mut response = async_graphql::Response::from_errors(vec![error]);
+    super::code_errors(&mut response);
+    response
 }

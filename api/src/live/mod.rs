@@ -91,40 +91,43 @@ impl Live {
         self.connections.clone().try_acquire_owned().ok()
     }
 
-    /// Opens a subscription for a key of an organization: a receiver of the organization's changes and a ticket
-    /// that holds its place under the caps until dropped. Past a cap, refused (`RATE_LIMITED`).
-    pub fn open(
-        self: &Arc<Self>,
-        organization_id: Uuid,
-        api_key_id: Uuid,
-    ) -> Result<(broadcast::Receiver<Arc<Change>>, Ticket), ApiError> {
-        {
-            let mut counts = self.counts.lock().expect("live counts");
-            if counts.total >= self.limits.per_process {
-                return Err(ApiError::TooMany(format!(
-                    "this server holds {} open subscriptions, the most it allows; retry later or on another",
-                    self.limits.per_process
-                )));
-            }
-            let of_key = counts.per_key.entry(api_key_id).or_default();
-            if *of_key >= self.limits.per_key {
-                return Err(ApiError::TooMany(format!(
-                    "this API key holds {} open subscriptions, the most one key may; complete one first",
-                    self.limits.per_key
-                )));
-            }
-            *of_key += 1;
-            counts.total += 1;
+    /// Holds a place for one more subscription of a key under the caps, until the ticket is dropped. Past a cap,
+    /// refused (`RATE_LIMITED`).
+    pub fn reserve(self: &Arc<Self>, api_key_id: Uuid) -> Result<Ticket, ApiError> {
+        let mut counts = self.counts.lock().expect("live counts");
+        if counts.total >= self.limits.per_process {
+            return Err(ApiError::TooMany(format!(
+                "this server holds {} open subscriptions, the most it allows; retry later or on another",
+                self.limits.per_process
+            )));
         }
-        let ticket = Ticket {
+        let of_key = counts.per_key.entry(api_key_id).or_default();
+        if *of_key >= self.limits.per_key {
+            return Err(ApiError::TooMany(format!(
+                "this API key holds {} open subscriptions, the most one key may; complete one first",
+                self.limits.per_key
+            )));
+        }
+        *of_key += 1;
+        counts.total += 1;
+        Ok(Ticket {
             live: self.clone(),
             api_key_id,
-        };
+        })
+    }
+
+    /// A receiver of an organization's changes (from now on).
+    pub fn subscribe(&self, organization_id: Uuid) -> broadcast::Receiver<Arc<Change>> {
         let mut channels = self.channels.lock().expect("live channels");
-        let sender = channels
+        channels
             .entry(organization_id)
-            .or_insert_with(|| broadcast::channel(self.limits.buffer).0);
-        Ok((sender.subscribe(), ticket))
+            .or_insert_with(|| broadcast::channel(self.limits.buffer).0)
+            .subscribe()
+    }
+
+    /// Changes an organization's channel holds for its slowest subscriber.
+    pub fn buffer(&self) -> usize {
+        self.limits.buffer
     }
 
     /// The organizations this process has subscribers for: the only ones whose changes are read.
