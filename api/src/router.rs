@@ -41,7 +41,6 @@ impl FromRef<RouterState> for LatheSchema {
 /// by the caller, on this router or on a listener of its own.
 pub fn routes(app: AppState) -> Router {
     let schema = graphql::build_schema(app.clone());
-    let ingest_limit = app.limits.ingest_max_bytes;
     let sessions = Arc::new(console::Sessions::new(Duration::from_secs(
         app.limits.console_session_idle_minutes.saturating_mul(60),
     )));
@@ -51,10 +50,8 @@ pub fn routes(app: AppState) -> Router {
             "/api/webhooks/azure-devops",
             post(webhook::azure_devops).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),
         )
-        .route(
-            "/api/v1/results/ingest",
-            post(ingest::ingest).layer(DefaultBodyLimit::max(ingest_limit)),
-        )
+        // The ingest body is read as it arrives, with its own limit (`intake::ingest_forms`).
+        .route("/api/v1/results/ingest", post(ingest::ingest))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/graphql/schema.graphql", get(graphql::schema_sdl))

@@ -786,3 +786,160 @@ async fn results_for_a_build_that_exists_are_attached_as_with_json() {
     assert_eq!(second.body["buildId"], first.body["buildId"]);
     assert_eq!(stored_results(&app).await, 9 + 11);
 }
+
+/// Opens an ingest call and sends its head and the first `chunk` of a chunked body, and never the rest.
+async fn start_upload(
+    app: &TestApp,
+    key: &str,
+    query: &str,
+    content_type: &str,
+    chunk: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut head = format!(
+        "POST /api/v1/results/ingest?{query} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        chunk.len()
+    )
+    .into_bytes();
+    head.extend_from_slice(chunk);
+    head.extend_from_slice(b"\r\n");
+    stream.write_all(&head).await.unwrap();
+    stream
+}
+
+/// The status the service answers an upload with while its body is still open (it can only answer from what it
+/// has read so far).
+async fn answer_while_open(stream: &mut tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read(&mut buffer))
+            .await
+            .expect("the service answers while the body is still open")
+            .unwrap();
+        assert!(n > 0, "the service closed the connection without answering");
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    let status_line = String::from_utf8_lossy(&answer);
+    status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {status_line}"))
+}
+
+async fn answer_before_the_body_ends(
+    app: &TestApp,
+    key: &str,
+    query: &str,
+    content_type: &str,
+    chunk: &[u8],
+) -> u16 {
+    let mut stream = start_upload(app, key, query, content_type, chunk).await;
+    answer_while_open(&mut stream).await
+}
+
+#[tokio::test]
+async fn a_report_is_read_as_it_arrives_and_a_fault_answered_before_the_body_ends() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let broken = b"<?xml version=\"1.0\"?>\n<testsuite name=\"s\">\n<testcase name=\"a\"></oops>";
+    let status = answer_before_the_body_ends(
+        &app,
+        &org.key,
+        "build_name=b&branch=main",
+        "application/xml",
+        broken,
+    )
+    .await;
+    assert_eq!(status, 422);
+
+    // A file of a multipart body, the same way.
+    let mut part = b"--XyZ\r\nContent-Disposition: form-data; name=\"report\"; filename=\"a.xml\"\r\n\r\n".to_vec();
+    part.extend_from_slice(broken);
+    // multer hands on a part's bytes once it knows they are not the start of its boundary.
+    part.extend_from_slice(&[b'\n'; 64]);
+    let status = answer_before_the_body_ends(
+        &app,
+        &org.key,
+        "build_name=b&branch=main",
+        "multipart/form-data; boundary=XyZ",
+        &part,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(stored_results(&app).await, 0);
+}
+
+#[tokio::test]
+async fn an_ingest_call_with_a_wrong_key_is_refused_before_its_body_is_read() {
+    let app = spawn_app().await;
+    let status = answer_before_the_body_ends(
+        &app,
+        "pt_live_notakeyatall0000000000",
+        "build_name=b&branch=main",
+        "application/xml",
+        b"<testsuite>",
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn one_organizations_slow_uploads_cannot_hold_every_report_reader() {
+    let app = spawn_app().await;
+    let org = app.create_org("Fabrikam").await;
+    let other = app.create_org("Contoso").await;
+    let query = "build_name=b&branch=main";
+    // Uploads that never finish, each held open by the test.
+    let mut slow = Vec::new();
+    for _ in 0..lathe_api::intake::REPORTS_READ_AT_ONCE_PER_ORGANIZATION {
+        slow.push(start_upload(&app, &org.key, query, "application/xml", b"<testsuite>").await);
+    }
+    // Once they are all being read, the organization's next upload is refused (429, saying why)...
+    let started = std::time::Instant::now();
+    loop {
+        let answer = upload(&app, &org.key, query, "application/xml", b"<testsuite/>".to_vec(), &[]).await;
+        if answer.status == 429 {
+            assert!(
+                answer.body.to_string().contains("being read at once"),
+                "{answer:?}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "never refused: {answer:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // ... while another organization's is read as ever.
+    let answer = upload(
+        &app,
+        &other.key,
+        query,
+        "application/xml",
+        b"<testsuite name=\"s\"><testcase name=\"t\"/></testsuite>".to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    // A slow upload ending gives its place back.
+    drop(slow.pop());
+    let started = std::time::Instant::now();
+    loop {
+        let answer = upload(&app, &org.key, query, "application/xml", b"<testsuite/>".to_vec(), &[]).await;
+        if answer.status != 429 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the place was never given back: {answer:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

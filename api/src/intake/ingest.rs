@@ -2,10 +2,9 @@
 //! `azure-pipelines.yml` step), as the JSON body the spec defines or as the report files test runners write (see
 //! `ingest_forms`). Both are described in the README.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -15,7 +14,7 @@ use projections::CommandContext;
 
 use super::deliveries::DeliveryLog;
 use super::ingest_forms;
-use super::webhook::{body_error, request_id};
+use super::webhook::request_id;
 use super::{authenticate_intake, submit, BuildSubmission, IntakeResponse, Outcome};
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
@@ -31,7 +30,7 @@ pub async fn ingest(
     client: ClientIp,
     uri: Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let mut log = DeliveryLog::start("ingest", request_id(&headers));
     log.meta.event_type = Some("results.ingest".to_owned());
@@ -53,17 +52,26 @@ async fn handle(
     client: ClientIp,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     log: &mut DeliveryLog,
 ) -> Result<(u16, IntakeResponse), ApiError> {
-    let body = body.map_err(|rejection| body_error(rejection, state.limits.ingest_max_bytes))?;
+    // A body announced over the limit is refused before anything is read; one that grows over it, when it does.
+    let limit = state.limits.ingest_max_bytes;
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(ApiError::PayloadTooLarge { limit_bytes: limit });
+    }
+    // The caller is known before its body is read: a wrong key costs one header, not a body.
     let caller = authenticate_intake(state, headers, client).await?;
     let organization_id = caller.organization_id;
     log.organization_id = Some(organization_id);
     log.rate = Some(caller.spend(state).await?);
     let idempotency_key = idempotency_key(headers)?;
-    // The body is moved in and dropped once read: a 100,000-result call should not hold it while its events are
-    // written.
+    // The body is read as it arrives (a report never whole, see `ingest_forms`), and not held while the events
+    // are written.
     let ingest_forms::Understood {
         submission,
         request_hash,
@@ -74,6 +82,7 @@ async fn handle(
         organization_id,
         idempotency_key.as_deref(),
         state.limits.ingest_max_bytes,
+        &state.report_readers,
     )
     .await?;
     let context = CommandContext {

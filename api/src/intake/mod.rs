@@ -31,6 +31,7 @@ use crate::state::AppState;
 
 pub use caller::{authenticate_intake, Caller};
 pub use deliveries::DeliveryRecorder;
+pub use ingest_forms::{ReportReaders, REPORTS_READ_AT_ONCE_PER_ORGANIZATION};
 
 /// A build as an endpoint understood it, before matching and routing.
 #[derive(Debug, Clone)]
