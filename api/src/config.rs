@@ -312,7 +312,7 @@ pub struct Settings {
         long,
         global = true,
         env = "LATHE_SUBSCRIPTION_BUFFER",
-        default_value_t = 256
+        default_value_t = 1024
     )]
     pub subscription_buffer: usize,
 
@@ -343,6 +343,16 @@ pub struct Settings {
         default_value_t = 480
     )]
     pub console_session_idle_minutes: u64,
+
+    /// Seconds between checks for streams missing from a read model (`lathe_projection_missing_streams` of
+    /// `GET /metrics`). The check reads the whole event store, so it runs far less often than the other gauges.
+    #[arg(
+        long,
+        global = true,
+        env = "LATHE_INTEGRITY_INTERVAL_SECS",
+        default_value_t = 600
+    )]
+    pub integrity_interval_secs: u64,
 }
 
 impl Settings {
@@ -385,10 +395,11 @@ impl Settings {
             subscriptions_max_per_key: 100,
             subscriptions_max_per_process: 10_000,
             websocket_max_connections: 10_000,
-            subscription_buffer: 256,
+            subscription_buffer: 1024,
             websocket_init_timeout_secs: 10,
             websocket_ping_interval_secs: 15,
             console_session_idle_minutes: 480,
+            integrity_interval_secs: 600,
         }
     }
 

@@ -27,32 +27,35 @@ pub struct Gauges {
     last: RwLock<Option<Snapshot>>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Snapshot {
-    events: i64,
-    missing_streams: Vec<(String, i64)>,
+    events: Option<i64>,
+    missing_streams: Option<Vec<(String, i64)>>,
 }
 
 impl Gauges {
-    /// Computes the gauges now and keeps them. A failure keeps the previous values (and is logged).
+    /// Counts the events now. A failure keeps the previous value (and is logged).
     pub async fn refresh(&self, pool: &PgPool) {
-        let computed = async {
-            let events = projections::audit::event_count(pool).await?;
-            let missing_streams =
-                projections::replay::missing_streams(pool, &projections::Registry::standard())
-                    .await?;
-            Ok::<_, sqlx::Error>(Snapshot {
-                events,
-                missing_streams,
-            })
-        };
-        match computed.await {
-            Ok(snapshot) => {
+        match projections::audit::event_count(pool).await {
+            Ok(events) => {
                 if let Ok(mut last) = self.last.write() {
-                    *last = Some(snapshot);
+                    last.get_or_insert_with(Snapshot::default).events = Some(events);
                 }
             }
-            Err(error) => tracing::warn!(error = %error, "cannot compute the metrics gauges"),
+            Err(error) => tracing::warn!(error = %error, "cannot count the events for /metrics"),
+        }
+    }
+
+    /// Checks every read model for missing streams now: a read of the whole event store. A failure keeps the
+    /// previous values (and is logged).
+    pub async fn refresh_integrity(&self, pool: &PgPool) {
+        match projections::replay::missing_streams(pool, &projections::Registry::standard()).await {
+            Ok(missing) => {
+                if let Ok(mut last) = self.last.write() {
+                    last.get_or_insert_with(Snapshot::default).missing_streams = Some(missing);
+                }
+            }
+            Err(error) => tracing::warn!(error = %error, "cannot check the read models for /metrics"),
         }
     }
 
@@ -61,14 +64,29 @@ impl Gauges {
     }
 }
 
-/// Recomputes `gauges` every `every`, for as long as the process runs.
-pub fn spawn_refresher(gauges: std::sync::Arc<Gauges>, pool: PgPool, every: Duration) {
+/// Recomputes `gauges` for as long as the process runs: the event count every `every`, the read models' missing
+/// streams every `integrity_every` (each first at once).
+pub fn spawn_refresher(
+    gauges: std::sync::Arc<Gauges>,
+    pool: PgPool,
+    every: Duration,
+    integrity_every: Duration,
+) {
+    let (counted, counting_pool) = (gauges.clone(), pool.clone());
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            gauges.refresh(&pool).await;
+            counted.refresh(&counting_pool).await;
+        }
+    });
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(integrity_every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            gauges.refresh_integrity(&pool).await;
         }
     });
 }
@@ -107,16 +125,19 @@ async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Respo
 /// The Prometheus text of this process's counters and the last database gauges.
 fn render(state: &AppState) -> String {
     let mut out = String::new();
-    if let Some(snapshot) = state.gauges.snapshot() {
+    let snapshot = state.gauges.snapshot().unwrap_or_default();
+    if let Some(events) = snapshot.events {
         let _ = writeln!(out, "# HELP lathe_events_total Events in the event store.");
         let _ = writeln!(out, "# TYPE lathe_events_total gauge");
-        let _ = writeln!(out, "lathe_events_total {}", snapshot.events);
+        let _ = writeln!(out, "lathe_events_total {events}");
+    }
+    if let Some(missing_streams) = snapshot.missing_streams {
         let _ = writeln!(
             out,
             "# HELP lathe_projection_missing_streams Streams without their row in a read model."
         );
         let _ = writeln!(out, "# TYPE lathe_projection_missing_streams gauge");
-        for (name, count) in snapshot.missing_streams {
+        for (name, count) in missing_streams {
             let _ = writeln!(
                 out,
                 "lathe_projection_missing_streams{{projection=\"{name}\"}} {count}"

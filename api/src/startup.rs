@@ -25,6 +25,7 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     metrics_token: Option<SecretString>,
     metrics_every: Duration,
+    integrity_every: Duration,
 }
 
 impl Application {
@@ -81,6 +82,7 @@ impl Application {
             metrics_listener,
             metrics_token: settings.metrics_token.clone(),
             metrics_every: Duration::from_secs(settings.metrics_interval_secs.max(1)),
+            integrity_every: Duration::from_secs(settings.integrity_interval_secs.max(1)),
             state: AppState::new(
                 pool,
                 relaxed_pool,
@@ -153,6 +155,7 @@ impl Application {
             self.state.gauges.clone(),
             self.state.pool.clone(),
             self.metrics_every,
+            self.integrity_every,
         );
         let metrics = crate::metrics::router(self.state.clone(), self.metrics_token.clone());
         let mut app = routes(self.state.clone());

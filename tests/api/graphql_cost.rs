@@ -161,6 +161,7 @@ pub(crate) async fn spawn_app_behind_counting_proxy() -> (TestApp, Arc<AtomicUsi
         settings.database_url = secrecy::SecretString::from(format!("{url}?sslmode=disable"));
         settings.background_jobs = false;
         settings.metrics_interval_secs = 3600;
+        settings.integrity_interval_secs = 3600;
     })
     .await;
     (app, statements)

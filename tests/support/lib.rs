@@ -139,6 +139,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.unauthenticated_rate_limit_per_minute = 1_000_000;
     // The metrics gauges are computed in the background; tests that read them wait for the next computation.
     settings.metrics_interval_secs = 1;
+    settings.integrity_interval_secs = 1;
     // The Azure DevOps stand-in (tests/api/fake_azure.rs) serves on loopback: an Azure DevOps Server the operator
     // allowed, on a private address it allowed. The egress tests turn both off again.
     settings.azure_server_hosts = vec!["127.0.0.1".to_owned()];

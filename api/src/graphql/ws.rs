@@ -18,7 +18,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use sqlx::PgPool;
 
 use projections::api_keys;
@@ -202,17 +202,7 @@ impl Connection {
                 .and_then(|p| p.expires_at)
                 .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
             let outgoing = tokio::select! {
-                message = protocol_stream.next() => match message {
-                    None => Outgoing::Close(1000, "bye".to_owned()),
-                    Some(WsMessage::Text(text)) => {
-                        acknowledged |= text == r#"{"type":"connection_ack"}"#;
-                        Outgoing::Text(text)
-                    }
-                    Some(WsMessage::Close(code, reason)) => {
-                        let (code, reason) = close_code(code, reason, &refusal);
-                        Outgoing::Close(code, reason)
-                    }
-                },
+                message = protocol_stream.next() => to_send(message, &mut acknowledged, &refusal),
                 () = &mut init_deadline, if !acknowledged => {
                     Outgoing::Close(4408, "Connection initialisation timeout".to_owned())
                 }
@@ -235,17 +225,24 @@ impl Connection {
                     Outgoing::Close(4403, "the API key has expired".to_owned())
                 }
             };
-            let (message, last) = match outgoing {
-                Outgoing::Text(text) => (Message::Text(text.into()), false),
-                Outgoing::Close(code, reason) => (
-                    Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.chars().take(100).collect::<String>().into(),
-                    })),
-                    true,
-                ),
+            // Messages that are ready too go out with this one, in one write: under load a change reaches a
+            // socket in bursts (one per batch of the live feed), and a write per message would cost a system call
+            // each.
+            let mut batch = vec![outgoing];
+            while batch.len() < WRITE_BATCH && matches!(batch.last(), Some(Outgoing::Text(_))) {
+                match protocol_stream.next().now_or_never() {
+                    Some(message) => batch.push(to_send(message, &mut acknowledged, &refusal)),
+                    None => break,
+                }
+            }
+            let last = matches!(batch.last(), Some(Outgoing::Close(..)));
+            let send = async {
+                for outgoing in batch {
+                    sink.feed(outgoing.into_message()).await?;
+                }
+                sink.flush().await
             };
-            match tokio::time::timeout(send_timeout, sink.send(message)).await {
+            match tokio::time::timeout(send_timeout, send).await {
                 Ok(Ok(())) if !last => {}
                 // Closed, failed, or a client that reads nothing: the connection is dropped.
                 _ => break,
@@ -254,9 +251,39 @@ impl Connection {
     }
 }
 
+/// Most messages written to a socket at once.
+const WRITE_BATCH: usize = 64;
+
 enum Outgoing {
     Text(String),
     Close(u16, String),
+}
+
+impl Outgoing {
+    fn into_message(self) -> Message {
+        match self {
+            Outgoing::Text(text) => Message::Text(text.into()),
+            Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.chars().take(100).collect::<String>().into(),
+            })),
+        }
+    }
+}
+
+/// What to send for what the protocol produced (its end is a normal close).
+fn to_send(message: Option<WsMessage>, acknowledged: &mut bool, refusal: &Refusal) -> Outgoing {
+    match message {
+        None => Outgoing::Close(1000, "bye".to_owned()),
+        Some(WsMessage::Text(text)) => {
+            *acknowledged |= text == r#"{"type":"connection_ack"}"#;
+            Outgoing::Text(text)
+        }
+        Some(WsMessage::Close(code, reason)) => {
+            let (code, reason) = close_code(code, reason, refusal);
+            Outgoing::Close(code, reason)
+        }
+    }
 }
 
 /// The protocol's own codes in place of async-graphql's generic ones.
