@@ -55,7 +55,9 @@ impl Gauges {
                     last.get_or_insert_with(Snapshot::default).missing_streams = Some(missing);
                 }
             }
-            Err(error) => tracing::warn!(error = %error, "cannot check the read models for /metrics"),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot check the read models for /metrics")
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use domain::api_key::{ApiKey, ApiKeyEvent};
 
 use crate::organizations::aggregate_uuid;
-use crate::Projector;
+use crate::{Projector, StreamRows};
 
 /// Projects API-key events into `api_keys`.
 pub struct ApiKeysProjector;
@@ -18,6 +18,18 @@ pub struct ApiKeysProjector;
 impl Projector<ApiKey> for ApiKeysProjector {
     fn projection(&self) -> &'static str {
         "api_keys"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["api_keys"]
+    }
+
+    fn stream_rows(&self) -> Option<StreamRows> {
+        Some(StreamRows {
+            table: "api_keys",
+            key: "api_key_id",
+            removed_by: None,
+        })
     }
 
     async fn apply(

@@ -29,7 +29,8 @@ pub use database::{
     connect, connect_relaxed, ensure_database, migrate, DatabaseError, HeldConnection, READ_SCHEMA,
 };
 pub use projector::{
-    DecodedBatch, ProjectionError, Projector, Registry, Selection, StoredEvent, StoredJson,
+    DecodedBatch, ProjectionError, ProjectionStreams, Projector, Registry, Selection, StoredEvent,
+    StoredJson, StreamRows,
 };
 pub use store::{Actor, AppendStats, CommandContext, CommandError, EventStore, OnConflict};
 

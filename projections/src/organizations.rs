@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use domain::organization::{Organization, OrganizationEvent};
 
-use crate::Projector;
+use crate::{Projector, StreamRows};
 
 /// Projects organization events into `organizations`.
 pub struct OrganizationsProjector;
@@ -16,6 +16,18 @@ pub struct OrganizationsProjector;
 impl Projector<Organization> for OrganizationsProjector {
     fn projection(&self) -> &'static str {
         "organizations"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["organizations"]
+    }
+
+    fn stream_rows(&self) -> Option<StreamRows> {
+        Some(StreamRows {
+            table: "organizations",
+            key: "organization_id",
+            removed_by: None,
+        })
     }
 
     async fn apply(

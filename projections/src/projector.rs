@@ -24,6 +24,18 @@ pub trait Projector<A: Aggregate>: Send + Sync {
     /// feed one projection; `lathe replay --projection NAME` rebuilds them together.
     fn projection(&self) -> &'static str;
 
+    /// The tables this projector writes, which a rebuild of its projection builds aside and swaps in. A
+    /// projection's tables are those of all its projectors.
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Where this projector keeps one row per stream of its aggregate type, if it does: what `lathe verify` and
+    /// `/metrics` check for streams the read model is missing.
+    fn stream_rows(&self) -> Option<StreamRows> {
+        None
+    }
+
     /// Whether applying has effects outside the read models (e.g. enqueuing calls to Azure DevOps). Such a
     /// projector runs with every append but never in a rebuild.
     fn has_side_effects(&self) -> bool {
@@ -51,6 +63,24 @@ pub trait Projector<A: Aggregate>: Send + Sync {
         }
         Ok(())
     }
+}
+
+/// A read-model table with one row per stream of an aggregate type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRows {
+    pub table: &'static str,
+    /// The column holding the stream's id.
+    pub key: &'static str,
+    /// The event type after which the stream's row is gone on purpose (an expired build leaves the read models).
+    pub removed_by: Option<&'static str>,
+}
+
+/// A projection's rows per stream, with the aggregate type of those streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectionStreams {
+    pub projection: &'static str,
+    pub aggregate_type: &'static str,
+    pub rows: StreamRows,
 }
 
 /// An event as the event table holds it.
@@ -112,6 +142,10 @@ impl Selection {
 trait AggregateProjectors: Send + Sync {
     /// The rebuildable projections (side-effect-free) this type feeds.
     fn projections(&self) -> Vec<&'static str>;
+    /// The tables each rebuildable projector writes, by projection.
+    fn tables(&self) -> Vec<(&'static str, &'static [&'static str])>;
+    /// The rebuildable projectors' rows per stream.
+    fn stream_rows(&self) -> Vec<ProjectionStreams>;
     /// For the live path, which knows the aggregate type statically and hands over typed events.
     fn as_any(&self) -> &dyn Any;
     /// Decodes stored events of this type into typed envelopes (a `Vec<EventEnvelope<A>>`).
@@ -151,6 +185,28 @@ impl<A: Aggregate + 'static> AggregateProjectors for Typed<A> {
             .iter()
             .filter(|p| !p.has_side_effects())
             .map(|p| p.projection())
+            .collect()
+    }
+
+    fn tables(&self) -> Vec<(&'static str, &'static [&'static str])> {
+        self.projectors
+            .iter()
+            .filter(|p| !p.has_side_effects())
+            .map(|p| (p.projection(), p.tables()))
+            .collect()
+    }
+
+    fn stream_rows(&self) -> Vec<ProjectionStreams> {
+        self.projectors
+            .iter()
+            .filter(|p| !p.has_side_effects())
+            .filter_map(|p| {
+                Some(ProjectionStreams {
+                    projection: p.projection(),
+                    aggregate_type: A::TYPE,
+                    rows: p.stream_rows()?,
+                })
+            })
             .collect()
     }
 
@@ -250,6 +306,43 @@ impl Registry {
         names.sort_unstable();
         names.dedup();
         names
+    }
+
+    /// The tables a projection owns: those of its projectors, each once.
+    pub fn tables_of(&self, projection: &str) -> Vec<&'static str> {
+        let mut tables: Vec<&'static str> = Vec::new();
+        for projectors in self.by_type.values() {
+            for (name, owned) in projectors.tables() {
+                if name == projection {
+                    tables.extend(
+                        owned
+                            .iter()
+                            .filter(|t| !tables.contains(t))
+                            .collect::<Vec<_>>(),
+                    );
+                }
+            }
+        }
+        tables.sort_unstable();
+        tables
+    }
+
+    /// Every projection's rows per stream, by projection name.
+    pub fn stream_rows(&self) -> Vec<ProjectionStreams> {
+        let mut rows: Vec<ProjectionStreams> = self
+            .by_type
+            .values()
+            .flat_map(|p| p.stream_rows())
+            .collect();
+        rows.sort_unstable_by_key(|rows| rows.projection);
+        rows
+    }
+
+    /// Every aggregate type with projectors.
+    pub fn all_aggregate_types(&self) -> Vec<&'static str> {
+        let mut types: Vec<&'static str> = self.by_type.keys().copied().collect();
+        types.sort_unstable();
+        types
     }
 
     /// The aggregate types whose events feed the selected projections.
@@ -364,4 +457,40 @@ pub(crate) fn event_time<A: Aggregate>(event: &EventEnvelope<A>) -> chrono::Date
         .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
         .map(|at| at.to_utc())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_projection_declares_its_tables_and_rows_once_and_the_registry_derives_the_lists() {
+        let registry = Registry::standard();
+        for projection in registry.projections() {
+            assert!(
+                !registry.tables_of(projection).is_empty(),
+                "{projection} declares no tables: a rebuild could not swap it in"
+            );
+        }
+        assert_eq!(
+            registry.tables_of("builds"),
+            ["builds", "test_results", "work_item_links"]
+        );
+        // Two projectors (of releases and of builds) write `releases`: it is rebuilt once.
+        assert_eq!(registry.tables_of("releases"), ["releases"]);
+        let rows = registry.stream_rows();
+        let builds = rows.iter().find(|r| r.projection == "builds").unwrap();
+        assert_eq!(builds.aggregate_type, "BuildQueue");
+        assert_eq!(builds.rows.removed_by, Some("BuildExpired"));
+        // Every stream table is one of its projection's tables.
+        for streams in &rows {
+            assert!(registry
+                .tables_of(streams.projection)
+                .contains(&streams.rows.table));
+        }
+        assert_eq!(
+            registry.all_aggregate_types(),
+            ["ApiKey", "BuildQueue", "Organization", "Project", "Release"]
+        );
+    }
 }

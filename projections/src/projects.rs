@@ -13,7 +13,7 @@ use domain::project::{
 
 use crate::organizations::aggregate_uuid;
 use crate::projector::event_time;
-use crate::Projector;
+use crate::{Projector, StreamRows};
 
 /// Projects project events into `projects`.
 pub struct ProjectsProjector;
@@ -22,6 +22,18 @@ pub struct ProjectsProjector;
 impl Projector<Project> for ProjectsProjector {
     fn projection(&self) -> &'static str {
         "projects"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["projects", "azure_connections"]
+    }
+
+    fn stream_rows(&self) -> Option<StreamRows> {
+        Some(StreamRows {
+            table: "projects",
+            key: "project_id",
+            removed_by: None,
+        })
     }
 
     async fn apply(

@@ -10,7 +10,7 @@ use domain::build_queue::{BuildQueue, BuildQueueEvent};
 use domain::release::{Release, ReleaseEvent, ReleaseRef, ReleaseStatus};
 
 use crate::organizations::aggregate_uuid;
-use crate::{Keyset, Page, Projector};
+use crate::{Keyset, Page, Projector, StreamRows};
 
 /// Projects release events into `releases`.
 pub struct ReleasesProjector;
@@ -19,6 +19,18 @@ pub struct ReleasesProjector;
 impl Projector<Release> for ReleasesProjector {
     fn projection(&self) -> &'static str {
         "releases"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["releases"]
+    }
+
+    fn stream_rows(&self) -> Option<StreamRows> {
+        Some(StreamRows {
+            table: "releases",
+            key: "release_id",
+            removed_by: None,
+        })
     }
 
     async fn apply(
@@ -93,6 +105,10 @@ pub struct ReleaseBuildCountsProjector;
 impl Projector<BuildQueue> for ReleaseBuildCountsProjector {
     fn projection(&self) -> &'static str {
         "releases"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["releases"]
     }
 
     async fn apply(

@@ -23,18 +23,6 @@ const BATCH: usize = 5_000;
 /// Advisory lock key: one rebuild at a time, across processes.
 const REPLAY_LOCK: i64 = 0x6c61_7468_6572_706c;
 
-/// The tables each projection owns.
-fn tables_of(projection: &str) -> &'static [&'static str] {
-    match projection {
-        "organizations" => &["organizations"],
-        "projects" => &["projects", "azure_connections"],
-        "releases" => &["releases"],
-        "builds" => &["builds", "test_results", "work_item_links"],
-        "api_keys" => &["api_keys"],
-        _ => &[],
-    }
-}
-
 /// What a rebuild did.
 #[derive(Debug, Clone)]
 pub struct RebuildReport {
@@ -83,7 +71,7 @@ pub async fn rebuild(
     let aggregate_types = registry.aggregate_types(&selection);
     let tables: Vec<&str> = projections
         .iter()
-        .flat_map(|p| tables_of(p).iter().copied())
+        .flat_map(|p| registry.tables_of(p))
         .collect();
 
     let mut lock = pool.acquire().await?;
@@ -353,21 +341,6 @@ async fn apply_in(
     Ok(batch.events() as u64)
 }
 
-/// Where a projection keeps one row per stream of an aggregate type: the table, its key column, and the event
-/// type after which the row is gone on purpose (an expired build leaves the read models).
-fn stream_rows(
-    projection: &str,
-) -> Option<(&'static str, &'static str, &'static str, &'static str)> {
-    Some(match projection {
-        "organizations" => ("Organization", "organizations", "organization_id", ""),
-        "projects" => ("Project", "projects", "project_id", ""),
-        "releases" => ("Release", "releases", "release_id", ""),
-        "builds" => ("BuildQueue", "builds", "build_id", "BuildExpired"),
-        "api_keys" => ("ApiKey", "api_keys", "api_key_id", ""),
-        _ => return None,
-    })
-}
-
 /// How many streams each projection is missing: streams of its aggregate type (settled or not) that have no row in
 /// its table. Projections are applied in the append's own transaction, so this is 0 unless a read model was edited
 /// behind the service's back (or a rebuild is being swapped in at this moment).
@@ -386,10 +359,8 @@ pub async fn missing_streams_of(
     organization_id: Option<uuid::Uuid>,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
     let mut counts = Vec::new();
-    for projection in registry.projections() {
-        let Some((aggregate_type, table, key, removed_by)) = stream_rows(projection) else {
-            continue;
-        };
+    for streams in registry.stream_rows() {
+        let (table, key) = (streams.rows.table, streams.rows.key);
         let missing: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM events e
              WHERE e.aggregate_type = $1 AND e.sequence = 1
@@ -398,12 +369,12 @@ pub async fn missing_streams_of(
                AND NOT EXISTS (SELECT 1 FROM events x WHERE x.aggregate_type = e.aggregate_type
                                  AND x.aggregate_id = e.aggregate_id AND x.event_type = $2)"
         ))
-        .bind(aggregate_type)
-        .bind(removed_by)
+        .bind(streams.aggregate_type)
+        .bind(streams.rows.removed_by.unwrap_or_default())
         .bind(organization_id)
         .fetch_one(pool)
         .await?;
-        counts.push((projection.to_owned(), missing));
+        counts.push((streams.projection.to_owned(), missing));
     }
     Ok(counts)
 }

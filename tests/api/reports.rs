@@ -859,7 +859,9 @@ async fn a_report_is_read_as_it_arrives_and_a_fault_answered_before_the_body_end
     assert_eq!(status, 422);
 
     // A file of a multipart body, the same way.
-    let mut part = b"--XyZ\r\nContent-Disposition: form-data; name=\"report\"; filename=\"a.xml\"\r\n\r\n".to_vec();
+    let mut part =
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"report\"; filename=\"a.xml\"\r\n\r\n"
+            .to_vec();
     part.extend_from_slice(broken);
     // multer hands on a part's bytes once it knows they are not the start of its boundary.
     part.extend_from_slice(&[b'\n'; 64]);
@@ -903,7 +905,15 @@ async fn one_organizations_slow_uploads_cannot_hold_every_report_reader() {
     // Once they are all being read, the organization's next upload is refused (429, saying why)...
     let started = std::time::Instant::now();
     loop {
-        let answer = upload(&app, &org.key, query, "application/xml", b"<testsuite/>".to_vec(), &[]).await;
+        let answer = upload(
+            &app,
+            &org.key,
+            query,
+            "application/xml",
+            b"<testsuite/>".to_vec(),
+            &[],
+        )
+        .await;
         if answer.status == 429 {
             assert!(
                 answer.body.to_string().contains("being read at once"),
@@ -932,7 +942,15 @@ async fn one_organizations_slow_uploads_cannot_hold_every_report_reader() {
     drop(slow.pop());
     let started = std::time::Instant::now();
     loop {
-        let answer = upload(&app, &org.key, query, "application/xml", b"<testsuite/>".to_vec(), &[]).await;
+        let answer = upload(
+            &app,
+            &org.key,
+            query,
+            "application/xml",
+            b"<testsuite/>".to_vec(),
+            &[],
+        )
+        .await;
         if answer.status != 429 {
             break;
         }

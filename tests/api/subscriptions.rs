@@ -387,7 +387,10 @@ async fn a_subscriber_that_stops_reading_does_not_hold_back_the_webhook_and_is_t
     let mut reader = Socket::open(&app.address, &org.key).await;
     reader.subscribe("d", &big, json!({})).await;
     wait_for_subscriptions(&app.address, 2).await;
-    assert_eq!(metric(&app.address, "lathe_subscription_executions").await, 1);
+    assert_eq!(
+        metric(&app.address, "lathe_subscription_executions").await,
+        1
+    );
 
     // The healthy subscriber reads on while the webhook is called; the stalled one reads nothing.
     const DELIVERIES_SENT: i64 = 300;
@@ -615,7 +618,10 @@ async fn identical_subscriptions_of_one_key_share_one_execution() {
     second.subscribe("r", QUEUE, json!({"s": "REJECTED"})).await;
     elsewhere.subscribe("c", DELIVERIES, json!({})).await;
     wait_for_subscriptions(&app.address, 5).await;
-    assert_eq!(metric(&app.address, "lathe_subscription_executions").await, 4);
+    assert_eq!(
+        metric(&app.address, "lathe_subscription_executions").await,
+        4
+    );
 
     let answer = deliver(&app.address, &org.key, 1).await;
     let queued = answer["queuedBuildId"].as_str().unwrap();
@@ -645,7 +651,10 @@ async fn identical_subscriptions_of_one_key_share_one_execution() {
     // One sharer leaving does not end the execution for the other.
     first.send(json!({"id": "a", "type": "complete"})).await;
     wait_for_subscriptions(&app.address, 4).await;
-    assert_eq!(metric(&app.address, "lathe_subscription_executions").await, 4);
+    assert_eq!(
+        metric(&app.address, "lathe_subscription_executions").await,
+        4
+    );
     let answer = deliver(&app.address, &org.key, 2).await;
     let payload = second.next_payload("b").await;
     assert_eq!(

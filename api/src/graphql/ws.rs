@@ -487,7 +487,8 @@ fn refused_response(error: ApiError) -> async_graphql::Response {
 
 /// The answer telling a subscriber that read too slowly how many answers it missed.
 fn missed_response(count: u64) -> async_graphql::Response {
-    let error = super::subscription::missed(Some(count)).into_server_error(async_graphql::Pos::default());
+    let error =
+        super::subscription::missed(Some(count)).into_server_error(async_graphql::Pos::default());
     let mut response = async_graphql::Response::from_errors(vec![error]);
     super::code_errors(&mut response);
     response

@@ -164,7 +164,12 @@ pub(super) async fn read(
         limit,
     )
     .await?;
-    let submission = from_fields(&query.fields, report.results, organization_id, idempotency_key)?;
+    let submission = from_fields(
+        &query.fields,
+        report.results,
+        organization_id,
+        idempotency_key,
+    )?;
     Ok(Understood {
         submission,
         request_hash: hex::encode(report.hasher.finalize()),

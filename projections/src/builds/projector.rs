@@ -10,7 +10,7 @@ use domain::build_queue::{BuildQueue, BuildQueueEvent, QueueReason};
 
 use crate::organizations::aggregate_uuid;
 use crate::projector::event_time;
-use crate::Projector;
+use crate::{Projector, StreamRows};
 
 use super::queue_status;
 use super::received::{apply_routing, insert_received};
@@ -22,6 +22,18 @@ pub struct BuildsProjector;
 impl Projector<BuildQueue> for BuildsProjector {
     fn projection(&self) -> &'static str {
         "builds"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["builds", "test_results", "work_item_links"]
+    }
+
+    fn stream_rows(&self) -> Option<StreamRows> {
+        Some(StreamRows {
+            table: "builds",
+            key: "build_id",
+            removed_by: Some("BuildExpired"),
+        })
     }
 
     /// A rebuild's batch, set-based where it matters: every stream starts with `BuildReceived` (sequence 1) and its

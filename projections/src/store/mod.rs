@@ -14,12 +14,6 @@ use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use domain::api_key::ApiKey;
-use domain::build_queue::BuildQueue;
-use domain::organization::Organization;
-use domain::project::Project;
-use domain::release::Release;
-
 use crate::audit::{link, Chained};
 use crate::projector::{Registry, TypedEvents};
 use append::{AppendError, Appender, EventRow};
@@ -143,22 +137,20 @@ impl EventStore {
     /// The PostgreSQL event store with the service's projections. Starts the append writers (group commit), so it
     /// must be called inside a Tokio runtime.
     pub fn postgres(pool: PgPool) -> Self {
+        let registry = Arc::new(Registry::standard());
+        // One generation per aggregate type that has read models.
+        let generations = registry
+            .all_aggregate_types()
+            .into_iter()
+            .map(|aggregate_type| (aggregate_type, AtomicU64::new(0)))
+            .collect();
         Self {
-            appender: Appender::start(pool.clone(), Arc::new(Registry::standard())),
+            appender: Appender::start(pool.clone(), registry),
             pool,
             turns: (0..LOCK_SHARDS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-            generations: [
-                Organization::TYPE,
-                Project::TYPE,
-                Release::TYPE,
-                BuildQueue::TYPE,
-                ApiKey::TYPE,
-            ]
-            .into_iter()
-            .map(|aggregate_type| (aggregate_type, AtomicU64::new(0)))
-            .collect(),
+            generations,
         }
     }
 
