@@ -903,30 +903,11 @@ async fn one_organizations_slow_uploads_cannot_hold_every_report_reader() {
         slow.push(start_upload(&app, &org.key, query, "application/xml", b"<testsuite>").await);
     }
     // Once they are all being read, the organization's next upload is refused (429, saying why)...
-    let started = std::time::Instant::now();
-    loop {
-        let answer = upload(
-            &app,
-            &org.key,
-            query,
-            "application/xml",
-            b"<testsuite/>".to_vec(),
-            &[],
-        )
-        .await;
-        if answer.status == 429 {
-            assert!(
-                answer.body.to_string().contains("being read at once"),
-                "{answer:?}"
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "never refused: {answer:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let refused = upload_until(&app, &org.key, query, true).await;
+    assert!(
+        refused.body.to_string().contains("being read at once"),
+        "{refused:?}"
+    );
     // ... while another organization's is read as ever.
     let answer = upload(
         &app,
@@ -940,23 +921,30 @@ async fn one_organizations_slow_uploads_cannot_hold_every_report_reader() {
     assert_eq!(answer.status, 201, "{answer:?}");
     // A slow upload ending gives its place back.
     drop(slow.pop());
+    upload_until(&app, &org.key, query, false).await;
+}
+
+/// Uploads an empty report until it is refused for too many uploads at once (`refused`) or until it is not; the
+/// last answer. Fails the test after 30 s.
+async fn upload_until(app: &TestApp, key: &str, query: &str, refused: bool) -> Answer {
     let started = std::time::Instant::now();
     loop {
         let answer = upload(
-            &app,
-            &org.key,
+            app,
+            key,
             query,
             "application/xml",
             b"<testsuite/>".to_vec(),
             &[],
         )
         .await;
-        if answer.status != 429 {
-            break;
+        if (answer.status == 429) == refused {
+            return answer;
         }
         assert!(
             started.elapsed() < std::time::Duration::from_secs(30),
-            "the place was never given back: {answer:?}"
+            "never {}: {answer:?}",
+            if refused { "refused" } else { "accepted again" }
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
