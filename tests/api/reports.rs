@@ -949,3 +949,27 @@ async fn upload_until(app: &TestApp, key: &str, query: &str, refused: bool) -> A
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_body_without_a_length_is_413_once_it_grows_over_the_limit() {
+    let app = spawn_app_with(|settings| settings.ingest_max_bytes = 4096).await;
+    let org = app.create_org("Fabrikam").await;
+    // Chunked, so no Content-Length announces it: the count of what arrives refuses it, as JSON and as a report.
+    let mut json =
+        br#"{"build_name": "b", "branch": "main", "test_results": [], "pad": ""#.to_vec();
+    json.resize(8192, b' ');
+    let status = answer_before_the_body_ends(&app, &org.key, "", "application/json", &json).await;
+    assert_eq!(status, 413);
+    let mut xml = b"<testsuite name=\"s\"><!--".to_vec();
+    xml.resize(8192, b' ');
+    let status = answer_before_the_body_ends(
+        &app,
+        &org.key,
+        "build_name=b&branch=main",
+        "application/xml",
+        &xml,
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(stored_results(&app).await, 0);
+}
