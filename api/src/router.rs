@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRef, State};
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, post};
@@ -46,10 +45,7 @@ pub fn routes(app: AppState) -> Router {
     )));
     let console = console::router(app.clone(), sessions.clone());
     Router::new()
-        .route(
-            "/api/webhooks/azure-devops",
-            post(webhook::azure_devops).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),
-        )
+        .route("/api/webhooks/azure-devops", post(webhook::azure_devops))
         // The ingest body is read as it arrives, with its own limit (`intake::ingest_forms`).
         .route("/api/v1/results/ingest", post(ingest::ingest))
         .route("/healthz", get(healthz))

@@ -795,11 +795,23 @@ async fn start_upload(
     content_type: &str,
     chunk: &[u8],
 ) -> tokio::net::TcpStream {
+    let target = format!("/api/v1/results/ingest?{query}");
+    start_request(app, key, &target, content_type, chunk).await
+}
+
+/// Opens a POST to `target` and sends its head and the first `chunk` of a chunked body, and never the rest.
+pub async fn start_request(
+    app: &TestApp,
+    key: &str,
+    target: &str,
+    content_type: &str,
+    chunk: &[u8],
+) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let address = app.address.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let mut head = format!(
-        "POST /api/v1/results/ingest?{query} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+        "POST {target} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
          Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
         chunk.len()
     )
@@ -812,7 +824,7 @@ async fn start_upload(
 
 /// The status the service answers an upload with while its body is still open (it can only answer from what it
 /// has read so far).
-async fn answer_while_open(stream: &mut tokio::net::TcpStream) -> u16 {
+pub async fn answer_while_open(stream: &mut tokio::net::TcpStream) -> u16 {
     use tokio::io::AsyncReadExt;
     let mut answer = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -972,4 +984,18 @@ async fn a_body_without_a_length_is_413_once_it_grows_over_the_limit() {
     .await;
     assert_eq!(status, 413);
     assert_eq!(stored_results(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_webhook_delivery_with_a_wrong_key_is_refused_before_its_body_is_read() {
+    let app = spawn_app().await;
+    let mut stream = start_request(
+        &app,
+        "pt_live_notakeyatall0000000000",
+        "/api/webhooks/azure-devops",
+        "application/json",
+        b"{\"eventType\": ",
+    )
+    .await;
+    assert_eq!(answer_while_open(&mut stream).await, 401);
 }

@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use projections::CommandContext;
 
 use super::deliveries::DeliveryLog;
 use super::ingest_forms;
-use super::webhook::request_id;
+use super::webhook::{refuse_announced_over, request_id};
 use super::{authenticate_intake, submit, BuildSubmission, IntakeResponse, Outcome};
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
@@ -56,14 +56,7 @@ async fn handle(
     log: &mut DeliveryLog,
 ) -> Result<(u16, IntakeResponse), ApiError> {
     // A body announced over the limit is refused before anything is read; one that grows over it, when it does.
-    let limit = state.limits.ingest_max_bytes;
-    if headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|length| length > limit as u64)
-    {
-        return Err(ApiError::PayloadTooLarge { limit_bytes: limit });
-    }
+    refuse_announced_over(headers, state.limits.ingest_max_bytes)?;
     // The caller is known before its body is read: a wrong key costs one header, not a body.
     let caller = authenticate_intake(state, headers, client).await?;
     let organization_id = caller.organization_id;

@@ -233,6 +233,11 @@ async fn multipart(
     })
 }
 
+/// A whole body, read as it arrives; past `limit` bytes it is 413 at once.
+pub(super) async fn read_whole(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    Incoming::new(body, limit).collect().await
+}
+
 /// A multipart body that cannot be read; past the call's limit is 413.
 fn unreadable(error: multer::Error) -> ApiError {
     if let multer::Error::StreamReadFailed(inner) = &error {

@@ -7,10 +7,9 @@
 //! a pull-request number out of range: see `azure_fields`) is answered 422 naming the fields: retrying it cannot
 //! help, so it is not a 503.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use projections::CommandContext;
@@ -31,7 +30,7 @@ pub async fn azure_devops(
     State(state): State<AppState>,
     client: ClientIp,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let mut log = DeliveryLog::start("azure-devops", request_id(&headers));
     let result = handle(&state, client, &headers, body, &mut log).await;
@@ -42,13 +41,15 @@ async fn handle(
     state: &AppState,
     client: ClientIp,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     log: &mut DeliveryLog,
 ) -> Result<(u16, IntakeResponse), ApiError> {
-    let body = body.map_err(|rejection| body_error(rejection, MAX_BODY_BYTES))?;
+    refuse_announced_over(headers, MAX_BODY_BYTES)?;
+    // The caller is known before its body is read: a wrong key costs one header, not a body.
     let caller = authenticate_intake(state, headers, client).await?;
     log.organization_id = Some(caller.organization_id);
     log.rate = Some(caller.spend(state).await?);
+    let body = super::ingest_forms::read_whole(body, MAX_BODY_BYTES).await?;
     let value = azure::parse(&body)
         .map_err(|error| ApiError::BadUserInput(format!("the body is not valid JSON: {error}")))?;
     log.meta = azure::meta(&value);
@@ -102,11 +103,13 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Maps a body that could not be read to 413 (too large) or 400.
-pub(crate) fn body_error(rejection: BytesRejection, limit_bytes: usize) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge { limit_bytes }
-    } else {
-        ApiError::BadUserInput(format!("the body could not be read: {rejection}"))
+/// Refuses a body whose `Content-Length` is over `limit` (413) before anything is read.
+pub(crate) fn refuse_announced_over(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit_bytes: limit });
     }
+    Ok(())
 }
