@@ -8,7 +8,7 @@ use flate2::Compression;
 use serde_json::Value;
 use uuid::Uuid;
 
-use lathe_tests::{spawn_app, spawn_app_with, Answer, TestApp};
+use lathe_tests::{spawn_app, spawn_app_with, Answer, Auth, TestApp};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/fixtures/reports/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -30,20 +30,15 @@ async fn upload(
     body: Vec<u8>,
     headers: &[(&str, &str)],
 ) -> Answer {
-    let mut request = app
-        .client
-        .post(format!("{}/api/v1/results/ingest?{query}", app.address))
-        .bearer_auth(key)
-        .header("content-type", content_type)
-        .body(body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.expect("the request is sent");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("a body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Answer { status, body }
+    let mut headers = headers.to_vec();
+    headers.push(("content-type", content_type));
+    app.post_raw(
+        &format!("/api/v1/results/ingest?{query}"),
+        &Auth::Bearer(key.to_owned()),
+        body,
+        &headers,
+    )
+    .await
 }
 
 /// A multipart/form-data body of text fields and files, with the boundary it uses.

@@ -353,7 +353,7 @@ pub struct Answer {
 }
 
 impl TestApp {
-    /// POSTs raw bytes as JSON to `path`.
+    /// POSTs raw bytes to `path`, as JSON unless `headers` name a `content-type`.
     pub async fn post_raw(
         &self,
         path: &str,
@@ -364,8 +364,13 @@ impl TestApp {
         let mut request = self
             .client
             .post(format!("{}{path}", self.address))
-            .header("content-type", "application/json")
             .body(body);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("content-type", "application/json");
+        }
         request = match auth {
             Auth::None => request,
             Auth::Bearer(key) => request.bearer_auth(key),

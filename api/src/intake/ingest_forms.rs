@@ -263,7 +263,8 @@ struct Report {
 
 /// Reads one report from `chunks` as they arrive: the XML reader runs on a thread of the blocking pool and takes
 /// the chunks from a short channel, so at most [`CHUNKS_WAITING`] chunks of it are in memory and a slow sender
-/// holds no thread of the runtime. `gzip`: known from the call's `Content-Encoding`, or `None` to tell from the
+/// holds no worker of the runtime (it holds a blocking-pool thread, which [`ReportReaders`] bounds per
+/// organization). `gzip`: known from the call's `Content-Encoding`, or `None` to tell from the
 /// report's first bytes (a multipart file). A failure of the body itself (413, a broken connection) is the answer
 /// over whatever the reader made of the truncated report.
 async fn read_streamed<S>(
@@ -434,9 +435,14 @@ impl Incoming {
 
     /// The next chunk, `None` at the end.
     async fn next(&mut self) -> Option<Result<Bytes, ApiError>> {
-        if let Some(chunk) = self.peeked.pop_front() {
-            return Some(Ok(chunk));
+        match self.peeked.pop_front() {
+            Some(chunk) => Some(Ok(chunk)),
+            None => self.receive().await,
         }
+    }
+
+    /// The next chunk from the connection, counted against the limit.
+    async fn receive(&mut self) -> Option<Result<Bytes, ApiError>> {
         let chunk = match self.body.next().await? {
             Ok(chunk) => chunk,
             Err(error) => {
@@ -458,41 +464,25 @@ impl Incoming {
     async fn peek(&mut self, at_least: usize) -> Result<Vec<u8>, ApiError> {
         let mut head: Vec<u8> = self.peeked.iter().flatten().copied().collect();
         while head.len() < at_least {
-            let Some(chunk) = self.body.next().await else {
+            let Some(chunk) = self.receive().await.transpose()? else {
                 break;
             };
-            let chunk = chunk.map_err(|error| {
-                ApiError::BadUserInput(format!("the body could not be read: {error}"))
-            })?;
-            self.received += chunk.len();
-            if self.received > self.limit {
-                return Err(ApiError::PayloadTooLarge {
-                    limit_bytes: self.limit,
-                });
-            }
             head.extend_from_slice(&chunk);
             self.peeked.push_back(chunk);
         }
         Ok(head)
     }
 
-    /// The whole body.
+    /// The whole body (a body of one chunk, the usual, without a copy).
     async fn collect(mut self) -> Result<Bytes, ApiError> {
-        let mut whole = Vec::new();
+        let mut chunks = Vec::new();
         while let Some(chunk) = self.next().await {
-            let chunk = chunk?;
-            if whole.is_empty() && self.peeked.is_empty() {
-                // Often the only chunk: no copy.
-                if let Some(rest) = self.next().await {
-                    whole.extend_from_slice(&chunk);
-                    whole.extend_from_slice(&rest?);
-                    continue;
-                }
-                return Ok(chunk);
-            }
-            whole.extend_from_slice(&chunk);
+            chunks.push(chunk?);
         }
-        Ok(Bytes::from(whole))
+        Ok(match chunks.len() {
+            1 => chunks.swap_remove(0),
+            _ => Bytes::from(chunks.concat()),
+        })
     }
 
     fn into_stream(self) -> impl Stream<Item = Result<Bytes, ApiError>> + Unpin {
